@@ -1,0 +1,289 @@
+"""Asset library: manifests (assets/*.yaml or a user's file), mesh loading with trimesh,
+unit normalisation to metres, and per-process caches.
+
+A manifest lists assets; each is either a trimesh primitive (``primitive: box|sphere|
+cylinder|cone|capsule`` with sizes in metres) or a mesh file (``mesh: path`` relative to the
+manifest's ``root``; ``scale`` converts mesh units to metres). A mesh's model frame is the
+file's frame shifted to the centre of its bounding box, so every model is centred. ``collision`` optionally names
+a convex decomposition (one convex part per OBJ object); otherwise physics uses the convex
+hull of the visual mesh, or the exact shape for boxes and spheres.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import AssetError, ConfigError
+
+PRIMITIVES = ("box", "sphere", "cylinder", "cone", "capsule")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One asset. scale: (3,) mesh units -> metres; mass in kg; paths are absolute."""
+
+    name: str
+    category: str
+    set_name: str
+    primitive: Optional[str] = None
+    params: Tuple[Tuple[str, object], ...] = ()
+    mesh_path: Optional[str] = None
+    collision_path: Optional[str] = None
+    scale: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mass: float = 0.1
+    friction: Optional[float] = None
+
+    @property
+    def source(self) -> str:
+        return self.mesh_path or f"primitive:{self.primitive}"
+
+
+@dataclass(frozen=True)
+class Collision:
+    """Physics shape in metres for scale 1: kind 'box' (half_extents), 'sphere' (radius),
+    'hull' (vertices (N,3)), or 'file' (path + mesh_scale: pybullet splits OBJ objects)."""
+
+    kind: str
+    half_extents: Optional[Tuple[float, float, float]] = None
+    radius: float = 0.0
+    vertices: Optional[np.ndarray] = None
+    path: Optional[str] = None
+    mesh_scale: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    offset: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # file frame -> model frame, metres
+
+
+def _builtin_manifest_dir():
+    from importlib import resources
+
+    return resources.files("simgen.asset_files")
+
+
+def builtin_sets() -> List[str]:
+    return sorted(p.name[:-5] for p in _builtin_manifest_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def _resolve_root(root: Optional[str], manifest_dir: str) -> str:
+    if root is None:
+        return manifest_dir
+    if root == "pybullet_data":
+        import pybullet_data
+
+        return pybullet_data.getDataPath()
+    return root if os.path.isabs(root) else os.path.join(manifest_dir, root)
+
+
+def _scale3(value, where: str) -> Tuple[float, float, float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = (float(value),) * 3
+    elif isinstance(value, (list, tuple)) and len(value) == 3:
+        v = tuple(float(x) for x in value)
+    else:
+        raise AssetError(f"{where}: scale must be a number or [sx, sy, sz], got {value!r}")
+    if min(v) <= 0:
+        raise AssetError(f"{where}: scale must be > 0, got {value!r}")
+    return v
+
+
+def load_manifest(spec: str) -> List[Asset]:
+    """Parse a built-in set name or a path to a manifest YAML into assets (files not loaded)."""
+    import yaml
+
+    if spec.endswith((".yaml", ".yml")) or os.sep in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise ConfigError(f"asset manifest '{spec}' not found (fix: give an existing YAML "
+                              f"file or one of the built-in sets: {', '.join(builtin_sets())})")
+        text = open(path, encoding="utf-8").read()
+        manifest_dir = os.path.dirname(path)
+    else:
+        res = _builtin_manifest_dir() / f"{spec}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"unknown asset set '{spec}'; built-in sets: "
+                              f"{', '.join(builtin_sets())} (fix: objects.asset_sets=[primitives])")
+        text = res.read_text(encoding="utf-8")
+        manifest_dir = str(res.parent)
+        path = f"<built-in {spec}>"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise AssetError(f"asset manifest {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("assets"), list) or not data["assets"]:
+        raise AssetError(f"asset manifest {path} must have a non-empty 'assets:' list")
+    set_name = str(data.get("name", os.path.splitext(os.path.basename(spec))[0]))
+    root = _resolve_root(data.get("root"), manifest_dir)
+    out = []
+    for i, entry in enumerate(data["assets"]):
+        where = f"asset manifest {path}, entry {i}"
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise AssetError(f"{where}: each asset needs at least a 'name'")
+        name = str(entry["name"])
+        where = f"asset '{name}' in {path}"
+        category = str(entry.get("category", name))
+        mass = float(entry.get("mass", 0.1))
+        friction = entry.get("friction")
+        if "primitive" in entry:
+            prim = entry["primitive"]
+            if prim not in PRIMITIVES:
+                raise AssetError(f"{where}: unknown primitive '{prim}' (use one of {', '.join(PRIMITIVES)})")
+            params = tuple(sorted((k, tuple(entry[k]) if isinstance(entry[k], list) else entry[k])
+                                  for k in ("extents", "radius", "height") if k in entry))
+            out.append(Asset(name, category, set_name, primitive=prim, params=params, mass=mass,
+                             friction=friction))
+        elif "mesh" in entry:
+            mesh_path = os.path.join(root, str(entry["mesh"]))
+            col = entry.get("collision")
+            col_path = os.path.join(root, str(col)) if col else None
+            out.append(Asset(name, category, set_name, mesh_path=mesh_path, collision_path=col_path,
+                             scale=_scale3(entry.get("scale", 1.0), where), mass=mass,
+                             friction=friction))
+        else:
+            raise AssetError(f"{where}: needs 'primitive:' or 'mesh:'")
+    return out
+
+
+class AssetLibrary:
+    """The assets of the configured sets, with lazily loaded, cached meshes (per process)."""
+
+    def __init__(self, assets: List[Asset]):
+        names = [a.name for a in assets]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise AssetError(f"asset names must be unique across sets; duplicated: {', '.join(dup)}")
+        self.assets: Dict[str, Asset] = {a.name: a for a in assets}
+        self.names: List[str] = names
+        self.categories: List[str] = sorted({a.category for a in assets})
+
+    @classmethod
+    def from_sets(cls, specs) -> "AssetLibrary":
+        assets: List[Asset] = []
+        for spec in specs:
+            assets.extend(load_manifest(str(spec)))
+        return cls(assets)
+
+    def validate(self) -> None:
+        """Load every mesh once (raises AssetError naming the first bad file)."""
+        for name in self.names:
+            self.visual_mesh(name)
+            self.collision(name)
+
+    def visual_mesh(self, name: str):
+        """trimesh.Trimesh in metres (asset scale applied), model frame. Cached; do not mutate."""
+        return _visual_mesh(self.assets[name])
+
+    def is_textured(self, name: str) -> bool:
+        return _is_textured(self.visual_mesh(name))
+
+    def collision(self, name: str) -> Collision:
+        return _collision(self.assets[name])
+
+
+def _is_textured(mesh) -> bool:
+    vis = getattr(mesh, "visual", None)
+    if vis is None or getattr(vis, "kind", None) != "texture":
+        return False
+    mat = getattr(vis, "material", None)
+    img = getattr(mat, "image", None) or getattr(mat, "baseColorTexture", None)
+    return img is not None and getattr(vis, "uv", None) is not None
+
+
+def _check_file(asset: Asset, path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise AssetError(f"asset '{asset.name}': {what} file '{path}' is missing (fix: correct the "
+                         f"path in its manifest, or remove the asset / its set from objects.asset_sets)")
+
+
+def _load_trimesh(asset: Asset, path: str, what: str):
+    import trimesh
+
+    _check_file(asset, path, what)
+    try:
+        loaded = trimesh.load(path)
+    except Exception as exc:  # trimesh raises many types for bad files
+        raise AssetError(f"asset '{asset.name}': {what} file '{path}' cannot be read as a mesh "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                         f"replace the file or remove the asset") from None
+    if isinstance(loaded, trimesh.Scene):
+        geoms = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh)] if loaded.geometry else []
+        loaded = trimesh.util.concatenate(geoms) if geoms else None
+    if (not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0
+            or not np.all(np.isfinite(loaded.vertices))):
+        raise AssetError(f"asset '{asset.name}': {what} file '{path}' is empty or corrupt (no "
+                         f"valid triangles); replace the file or remove the asset")
+    return loaded
+
+
+@lru_cache(maxsize=None)
+def _visual_mesh(asset: Asset):
+    import trimesh
+
+    if asset.primitive is not None:
+        p = dict(asset.params)
+        try:
+            if asset.primitive == "box":
+                m = trimesh.creation.box(extents=p.get("extents", [0.1, 0.1, 0.1]))
+            elif asset.primitive == "sphere":
+                m = trimesh.creation.icosphere(subdivisions=3, radius=float(p.get("radius", 0.05)))
+            elif asset.primitive == "cylinder":
+                m = trimesh.creation.cylinder(radius=float(p.get("radius", 0.04)),
+                                              height=float(p.get("height", 0.1)), sections=32)
+            elif asset.primitive == "cone":
+                m = trimesh.creation.cone(radius=float(p.get("radius", 0.04)),
+                                          height=float(p.get("height", 0.1)), sections=32)
+                m.apply_translation([0, 0, -m.center_mass[2]])  # centre of mass at the origin
+            else:  # capsule: height is the distance between the two sphere centres
+                m = trimesh.creation.capsule(height=float(p.get("height", 0.08)),
+                                             radius=float(p.get("radius", 0.03)), count=[24, 24])
+                m.apply_translation(-m.bounds.mean(axis=0))
+        except Exception as exc:
+            raise AssetError(f"asset '{asset.name}': bad primitive parameters {p}: {exc}") from None
+        return m
+    m = _load_trimesh(asset, asset.mesh_path, "mesh").copy()
+    if asset.scale != (1.0, 1.0, 1.0):
+        m.apply_transform(np.diag([*asset.scale, 1.0]))
+    m.apply_translation(-_mesh_offset(asset))
+    return m
+
+
+@lru_cache(maxsize=None)
+def _mesh_offset(asset: Asset) -> np.ndarray:
+    """Centre of the scaled mesh file's bounding box (metres): it becomes the model origin."""
+    if asset.mesh_path is None:
+        return np.zeros(3)
+    m = _load_trimesh(asset, asset.mesh_path, "mesh")
+    return m.bounds.mean(axis=0) * np.asarray(asset.scale)
+
+
+@lru_cache(maxsize=None)
+def _collision(asset: Asset) -> Collision:
+    if asset.primitive == "box":
+        ext = dict(asset.params).get("extents", [0.1, 0.1, 0.1])
+        return Collision("box", half_extents=tuple(float(e) / 2 for e in ext))
+    if asset.primitive == "sphere":
+        return Collision("sphere", radius=float(dict(asset.params).get("radius", 0.05)))
+    if asset.collision_path:
+        _load_trimesh(asset, asset.collision_path, "collision")  # validate once
+        return Collision("file", path=asset.collision_path, mesh_scale=asset.scale,
+                         offset=tuple(-_mesh_offset(asset)))
+    hull = _visual_mesh(asset).convex_hull
+    return Collision("hull", vertices=_farthest_points(np.asarray(hull.vertices, dtype=np.float64),
+                                                      MAX_HULL_VERTICES))
+
+
+MAX_HULL_VERTICES = 96  # collision cost grows with hull size; 96 keeps sag to ~1% of size
+
+
+def _farthest_points(points: np.ndarray, k: int) -> np.ndarray:
+    """Deterministic farthest-point subset of (N,3) points (all of them when N <= k)."""
+    if len(points) <= k:
+        return points
+    chosen = [int(np.argmax(np.linalg.norm(points - points.mean(axis=0), axis=1)))]
+    dist = np.linalg.norm(points - points[chosen[0]], axis=1)
+    for _ in range(k - 1):
+        j = int(np.argmax(dist))
+        chosen.append(j)
+        dist = np.minimum(dist, np.linalg.norm(points - points[j], axis=1))
+    return points[sorted(chosen)]

@@ -1,0 +1,141 @@
+"""pybullet world, one private DIRECT client per process: drop objects until at rest.
+
+The world is reset before every scene, so a scene's outcome depends on the scene alone, not
+on what this process simulated before (determinism across worker counts).
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+
+from .assets import AssetLibrary
+from .geometry import matrix_to_quat_xyzw, pose_matrix, quat_xyzw_to_matrix
+from .spec import SceneSpec, SettleReport
+
+CHECK_EVERY = 10  # steps between at-rest checks
+
+
+def _import_pybullet():
+    """Import pybullet without its C-level 'build time' banner on stdout/stderr."""
+    import os
+    import sys
+
+    if "pybullet" in sys.modules:
+        return sys.modules["pybullet"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        import pybullet
+
+        try:  # flush C stdio while fd 1 still points to /dev/null
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)
+        except Exception:
+            pass
+    finally:
+        for fd, dup in zip((1, 2), saved):
+            os.dup2(dup, fd)
+            os.close(dup)
+    return pybullet
+
+
+class PhysicsWorld:
+    """Owns one pybullet DIRECT client. Not thread-safe; one per process."""
+
+    def __init__(self):
+        p = _import_pybullet()
+        self._p = p
+        self.client = p.connect(p.DIRECT)
+        if self.client < 0:  # pragma: no cover - DIRECT never needs a display
+            raise RuntimeError("pybullet could not start a DIRECT client")
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self._p.disconnect(physicsClientId=self.client)
+            except Exception:
+                pass
+            self.client = None
+
+    def _shape(self, library: AssetLibrary, name: str, scale: np.ndarray) -> int:
+        p, c = self._p, self.client
+        col = library.collision(name)
+        s = [float(v) for v in scale]
+        if col.kind == "box":
+            return p.createCollisionShape(p.GEOM_BOX, halfExtents=[h * f for h, f in zip(col.half_extents, s)],
+                                          physicsClientId=c)
+        if col.kind == "sphere" and s[0] == s[1] == s[2]:
+            return p.createCollisionShape(p.GEOM_SPHERE, radius=col.radius * s[0], physicsClientId=c)
+        if col.kind == "file":
+            return p.createCollisionShape(p.GEOM_MESH, fileName=col.path,
+                                          meshScale=[m * f for m, f in zip(col.mesh_scale, s)],
+                                          collisionFramePosition=[o * f for o, f in zip(col.offset, s)],
+                                          physicsClientId=c)
+        verts = col.vertices if col.vertices is not None else library.visual_mesh(name).convex_hull.vertices
+        return p.createCollisionShape(p.GEOM_MESH, vertices=(np.asarray(verts) * s).tolist(),
+                                      physicsClientId=c)
+
+    def settle(self, scene: SceneSpec, library: AssetLibrary, cfg) -> Tuple[SceneSpec, SettleReport]:
+        """Drop the scene's objects on the floor (z = 0) and step until all are at rest.
+
+        At rest: every body's linear speed < linear_velocity_threshold (m/s) and angular
+        speed < angular_velocity_threshold (rad/s) for ``rest_checks`` consecutive checks,
+        one check every 10 steps; otherwise stop at ``max_steps`` and report it.
+        Returns the scene with settled poses and a SettleReport.
+        """
+        p, c = self._p, self.client
+        p.resetSimulation(physicsClientId=c)
+        p.setGravity(0, 0, -9.81, physicsClientId=c)
+        p.setPhysicsEngineParameter(fixedTimeStep=float(cfg.timestep), numSolverIterations=50,
+                                    deterministicOverlappingPairs=1, physicsClientId=c)
+        plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
+        floor = p.createMultiBody(0, plane, physicsClientId=c)
+        p.changeDynamics(floor, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
+        bodies: Dict[int, int] = {}
+        for o in scene.objects:
+            asset = library.assets[o.asset]
+            shape = self._shape(library, o.asset, o.scale)
+            mass = float(asset.mass) * float(np.prod(o.scale))
+            body = p.createMultiBody(mass, shape, basePosition=o.pose[:3, 3].tolist(),
+                                     baseOrientation=matrix_to_quat_xyzw(o.pose[:3, :3]).tolist(),
+                                     physicsClientId=c)
+            fr = asset.friction if asset.friction is not None else cfg.friction
+            p.changeDynamics(body, -1, lateralFriction=float(fr),
+                             rollingFriction=float(cfg.rolling_friction),
+                             spinningFriction=float(cfg.rolling_friction), physicsClientId=c)
+            bodies[o.instance_id] = body
+        steps, calm, lin, ang = 0, 0, 0.0, 0.0
+        converged = not bodies
+        while bodies and steps < cfg.max_steps:
+            for _ in range(min(CHECK_EVERY, cfg.max_steps - steps)):
+                p.stepSimulation(physicsClientId=c)
+            steps = min(steps + CHECK_EVERY, cfg.max_steps)
+            vel = [p.getBaseVelocity(b, physicsClientId=c) for b in bodies.values()]
+            lin = max(float(np.linalg.norm(v[0])) for v in vel)
+            ang = max(float(np.linalg.norm(v[1])) for v in vel)
+            if lin < cfg.linear_velocity_threshold and ang < cfg.angular_velocity_threshold:
+                calm += 1
+                if calm >= cfg.rest_checks:
+                    converged = True
+                    break
+            else:
+                calm = 0
+        poses, below = {}, []
+        for iid, b in bodies.items():
+            pos, quat = p.getBasePositionAndOrientation(b, physicsClientId=c)
+            poses[iid] = pose_matrix(quat_xyzw_to_matrix(quat), pos)
+        for o in scene.objects:  # sank into / fell through the floor: lowest vertex under z = 0
+            v = library.visual_mesh(o.asset).vertices * np.asarray(o.scale)
+            T = poses[o.instance_id]
+            if float((v @ T[:3, :3].T + T[:3, 3])[:, 2].min()) < -cfg.sink_tolerance:
+                below.append(o.instance_id)
+        report = SettleReport(converged=converged, steps=steps, max_linear_velocity=lin,
+                              max_angular_velocity=ang, below_floor=tuple(below))
+        return scene.with_object_poses(poses), report

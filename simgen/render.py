@@ -1,0 +1,245 @@
+"""Offscreen rendering with pyrender over EGL: RGB, metric depth, an exact instance-id map,
+and each labeled object's unoccluded mask. One renderer (one GL context) per process.
+
+OpenCV camera data from the SceneSpec is converted to pyrender's OpenGL frame only here
+(:func:`simgen.geometry.cv_pose_to_gl`, and the half-pixel principal point shift below).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+# Must be decided before anything imports PyOpenGL. Respect an explicit user choice.
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+from typing import Dict, List, Optional, Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from .assets import AssetLibrary  # noqa: E402
+from .errors import RenderBackendError  # noqa: E402
+from .geometry import cv_pose_to_gl  # noqa: E402
+from .spec import Frame, SceneSpec  # noqa: E402
+
+log = logging.getLogger("simgen.render")
+MAX_LIGHTS_PER_TYPE = 4
+_FLAT_PRIMITIVES = ("box", "cylinder", "cone")
+_logged_renderer = False
+_PARKED = np.diag([1e-9, 1e-9, 1e-9, 1.0])
+
+EGL_HELP = ("install Mesa's EGL and software GL (Debian/Ubuntu: apt-get install libegl1 "
+            "libegl-mesa0 libgl1-mesa-dri libgbm1) or an NVIDIA driver with EGL, and leave "
+            "PYOPENGL_PLATFORM unset or =egl")
+
+
+def encode_id(i: int) -> List[int]:
+    """Instance id -> the RGB8 colour drawn for it in the segmentation pass."""
+    return [i & 255, (i >> 8) & 255, (i >> 16) & 255]
+
+
+def decode_ids(rgb: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8 segmentation colours -> (H,W) int32 ids."""
+    c = rgb.astype(np.int32)
+    return c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
+
+
+def _keyed_node_class(pyrender):
+    """A pyrender Node whose hash is a key we choose instead of its memory address.
+
+    pyrender keeps nodes in sets and iterates them to order lights in shader arrays (and
+    meshes before a stable depth sort). With address hashes that order, and so the float
+    summation order of the lighting, differs between processes: image bytes would depend
+    on the worker. Small distinct integer keys make set iteration order reproducible.
+    """
+
+    class KeyedNode(pyrender.Node):
+        def __init__(self, key: int, **kwargs):
+            super().__init__(**kwargs)
+            self._key = int(key)
+
+        def __hash__(self):
+            return self._key
+
+    return KeyedNode
+
+
+class PyrenderRenderer:
+    """Caches one pyrender mesh per (asset, slot) and moves nodes with set_pose."""
+
+    def __init__(self, width: int, height: int, shadows: bool = True):
+        global _logged_renderer
+        try:
+            import pyrender
+            from OpenGL import GL
+
+            self._pr = pyrender
+            self._r = pyrender.OffscreenRenderer(int(width), int(height))
+            self.gl_renderer = GL.glGetString(GL.GL_RENDERER).decode(errors="replace")
+            self.gl_version = GL.glGetString(GL.GL_VERSION).decode(errors="replace")
+        except Exception as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RenderBackendError(
+                f"cannot create an offscreen OpenGL context with "
+                f"PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')} ({type(exc).__name__}: "
+                f"{msg[:160]}); fix: {EGL_HELP}") from None
+        if not _logged_renderer:
+            log.info("GL_RENDERER: %s | GL_VERSION: %s", self.gl_renderer, self.gl_version)
+            _logged_renderer = True
+        self.shadows = shadows
+        self._Node = _keyed_node_class(pyrender)
+        self._scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.2] * 3)
+        self._pool: Dict[str, List[Tuple[object, object, Optional[object]]]] = {}
+        self._floor_mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[0.5, 0.5, 0.5, 1.0],
+                                                             metallicFactor=0.0, roughnessFactor=0.9)
+        self._floor_node = None
+        self._floor_size = None
+        self._cam = pyrender.IntrinsicsCamera(fx=500, fy=500, cx=320, cy=240)
+        self._cam_node = self._scene.add(self._cam, pose=np.eye(4))
+        self._lights: Dict[str, List[object]] = {"directional": [], "point": [], "spot": []}
+        self._light_nodes: List[object] = []
+
+    def close(self) -> None:
+        try:
+            self._r.delete()
+        except Exception:
+            pass
+
+    # -- scene graph ------------------------------------------------------------------
+
+    def _mesh_slot(self, library: AssetLibrary, asset: str, slot: int):
+        pool = self._pool.setdefault(asset, [])
+        while len(pool) <= slot:
+            pr = self._pr
+            tm = library.visual_mesh(asset)
+            a = library.assets[asset]
+            smooth = a.primitive not in _FLAT_PRIMITIVES
+            if library.is_textured(asset):
+                mesh, mat = pr.Mesh.from_trimesh(tm, smooth=smooth), None
+            else:
+                import trimesh
+
+                # Geometry only: trimesh's default vertex/face colours would tint the material.
+                bare = trimesh.Trimesh(tm.vertices, tm.faces, process=False)
+                mat = pr.MetallicRoughnessMaterial(baseColorFactor=[0.7, 0.7, 0.7, 1.0],
+                                                   metallicFactor=0.0, roughnessFactor=0.6)
+                mesh = pr.Mesh.from_trimesh(bare, material=mat, smooth=smooth)
+                mat = mesh.primitives[0].material  # from_trimesh deep-copies the material
+            node = self._Node(key=(1 + library.names.index(asset)) * 1024 + len(pool), mesh=mesh,
+                              matrix=np.eye(4))
+            self._scene.add_node(node)
+            pool.append((mesh, node, mat))
+        return pool[slot]
+
+    def _set_floor(self, scene: SceneSpec):
+        if self._floor_node is None or self._floor_size != scene.floor_size:
+            import trimesh
+
+            if self._floor_node is not None:
+                self._scene.remove_node(self._floor_node)
+            box = trimesh.creation.box(extents=[scene.floor_size, scene.floor_size, 0.01])
+            box.apply_translation([0, 0, -0.005])
+            mesh = self._pr.Mesh.from_trimesh(box, material=self._floor_mat, smooth=False)
+            self._floor_mat = mesh.primitives[0].material  # from_trimesh deep-copies it
+            self._floor_node = self._Node(key=1023, mesh=mesh, matrix=np.eye(4))
+            self._scene.add_node(self._floor_node)
+            self._floor_size = scene.floor_size
+        self._floor_mat.baseColorFactor = np.asarray(scene.floor_color, dtype=np.float32)
+
+    def _set_lights(self, scene: SceneSpec):
+        pr = self._pr
+        for n in self._light_nodes:
+            self._scene.remove_node(n)
+        self._light_nodes = []
+        used = {"directional": 0, "point": 0, "spot": 0}
+        for ls in scene.lights:
+            k = used[ls.kind]
+            if k >= MAX_LIGHTS_PER_TYPE:
+                continue  # pyrender's shaders hold at most 4 lights per type
+            pool = self._lights[ls.kind]
+            if len(pool) <= k:
+                if ls.kind == "directional":
+                    pool.append(pr.DirectionalLight())
+                elif ls.kind == "point":
+                    pool.append(pr.PointLight())
+                else:
+                    pool.append(pr.SpotLight(innerConeAngle=np.pi / 8, outerConeAngle=np.pi / 4))
+            light = pool[k]
+            light.color = np.asarray(ls.color, dtype=np.float32)
+            light.intensity = float(ls.intensity)
+            used[ls.kind] += 1
+            node = self._Node(key=k, light=light, matrix=np.asarray(ls.pose, dtype=float))
+            self._scene.add_node(node)
+            self._light_nodes.append(node)
+
+    def _set_camera(self, scene: SceneSpec):
+        c = scene.camera
+        if (self._r.viewport_width, self._r.viewport_height) != (c.width, c.height):
+            self._r.viewport_width, self._r.viewport_height = c.width, c.height
+        K = np.asarray(c.K)
+        cam = self._cam
+        # OpenCV puts pixel centres at integers, OpenGL at +0.5: shift the principal point.
+        cam.fx, cam.fy, cam.cx, cam.cy = K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5
+        cam.znear, cam.zfar = c.znear, c.zfar
+        self._scene.set_pose(self._cam_node, cv_pose_to_gl(c.pose))
+
+    def _load(self, scene: SceneSpec, library: AssetLibrary) -> Dict[int, object]:
+        for pool in self._pool.values():
+            for mesh, node, _ in pool:
+                # Hidden and parked as a point at the origin: scene bounds (and so directional
+                # shadow frusta) must not depend on what this process rendered before.
+                mesh.is_visible = False
+                self._scene.set_pose(node, _PARKED)
+        slots: Dict[str, int] = {}
+        nodes = {}
+        for o in scene.objects:
+            k = slots.get(o.asset, 0)
+            slots[o.asset] = k + 1
+            mesh, node, mat = self._mesh_slot(library, o.asset, k)
+            mesh.is_visible = True
+            T = np.asarray(o.pose) @ np.diag([*np.asarray(o.scale), 1.0])
+            self._scene.set_pose(node, T)
+            if mat is not None:
+                mat.baseColorFactor = (np.asarray(o.color, dtype=np.float32) if o.color is not None
+                                       else np.array([0.7, 0.7, 0.7, 1.0], np.float32))
+            nodes[o.instance_id] = node
+        self._set_floor(scene)
+        self._set_lights(scene)
+        self._set_camera(scene)
+        self._scene.ambient_light = np.full(3, scene.ambient, dtype=np.float32)
+        self._scene.bg_color = np.array([*scene.background_color, 1.0], dtype=np.float32)
+        return nodes
+
+    # -- passes -----------------------------------------------------------------------
+
+    def _seg(self, seg_map) -> Tuple[np.ndarray, np.ndarray]:
+        color, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
+        return decode_ids(color), depth
+
+    def render(self, scene: SceneSpec, library: AssetLibrary, unoccluded: bool = True) -> Frame:
+        """Render one scene. Depth and instance ids come from the same single-sample pass,
+        so they agree pixel for pixel; RGB is antialiased (4x MSAA)."""
+        pr = self._pr
+        nodes = self._load(scene, library)
+        flags = pr.RenderFlags.NONE
+        if self.shadows:
+            flags |= pr.RenderFlags.SHADOWS_DIRECTIONAL | pr.RenderFlags.SHADOWS_SPOT
+        rgb, _ = self._r.render(self._scene, flags=flags)
+        seg_map = {node: encode_id(i) for i, node in nodes.items()}
+        seg_map[self._floor_node] = encode_id(0)  # the floor occludes but is never labeled
+        instance, depth = self._seg(seg_map)
+        known = np.zeros(max(nodes, default=0) + 1, dtype=bool)
+        known[0] = True
+        known[list(nodes)] = True
+        if instance.max() >= known.size or not known[instance].all():
+            bad = sorted(set(np.unique(instance).tolist()) - set([0, *nodes]))[:5]
+            raise RuntimeError(f"instance map holds unknown ids {bad}: segmentation pass blended "
+                               f"samples (multisampling must be off for SEG)")
+        masks = {}
+        if unoccluded:
+            present = set(np.unique(instance).tolist()) - {0}
+            for i in sorted(present):
+                ids, _ = self._seg({nodes[i]: encode_id(i)})
+                masks[i] = ids == i
+        depth = np.asarray(depth, dtype=np.float32)
+        return Frame(rgb=np.ascontiguousarray(rgb[..., :3]), depth=depth,
+                     instance=instance.astype(np.int32), unoccluded=masks)

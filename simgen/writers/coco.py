@@ -1,0 +1,74 @@
+"""COCO instances (the canonical format) with simgen's documented extensions.
+
+Image entries add: ``K`` (3x3, OpenCV), ``cam_pose`` (4x4 camera-to-world, OpenCV axes,
+metres), ``mask_file``, ``depth_file``, ``depth_scale``, ``settle``. Annotations add:
+``instance_id`` (value in the mask PNG), ``visibility``, ``unoccluded_area``, ``asset``,
+``scale`` and ``pose`` (``R_m2c``/``t_m2c`` model-to-camera, ``R_m2w``/``t_m2w`` model-to-world).
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List
+
+import numpy as np
+
+from ..io import atomic_write_json
+
+ANNOTATIONS_FILE = "annotations.json"
+
+
+def _r(a, nd=6):
+    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+
+def image_part(sample, files: Dict[str, str]) -> dict:
+    """JSON-ready record of one image (category *names*; ids are assigned at finalize)."""
+    cam = sample.scene.camera
+    img = {
+        "file_name": os.path.basename(files["image"]),
+        "width": int(cam.width), "height": int(cam.height),
+        "index": int(sample.index),
+        "mask_file": files["mask"],
+        "depth_file": files.get("depth"),
+        "depth_scale": 0.001,
+        "K": _r(cam.K), "cam_pose": _r(cam.pose),
+        "settle": sample.settle.as_dict(),
+    }
+    anns = []
+    for a in sample.annotations:
+        anns.append({
+            "instance_id": int(a.instance_id), "category": a.category,
+            "bbox": [int(v) for v in a.bbox], "area": int(a.area),
+            "segmentation": a.rle, "iscrowd": 0,
+            "visibility": round(float(a.visibility), 6), "unoccluded_area": int(a.unoccluded_area),
+            "asset": a.asset, "scale": _r(a.scale),
+            "pose": {"R_m2c": _r(a.pose_m2c[:3, :3]), "t_m2c": _r(a.pose_m2c[:3, 3]),
+                     "R_m2w": _r(a.pose_m2w[:3, :3]), "t_m2w": _r(a.pose_m2w[:3, 3])},
+        })
+    return {"image": img, "annotations": anns}
+
+
+def finalize(output_dir: str, parts: List[dict], categories: List[str], info: dict) -> str:
+    """Assemble annotations.json from per-image parts (sorted by index) atomically."""
+    cat_ids = {c: i + 1 for i, c in enumerate(categories)}
+    images, annotations = [], []
+    for part in sorted(parts, key=lambda p: p["image"]["index"]):
+        img = dict(part["image"])
+        img["id"] = img["index"] + 1
+        images.append(img)
+        for a in part["annotations"]:
+            a = dict(a)
+            a["id"] = len(annotations) + 1
+            a["image_id"] = img["id"]
+            a["category_id"] = cat_ids[a.pop("category")]
+            annotations.append(a)
+    doc = {
+        "info": info,
+        "licenses": [],
+        "categories": [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()],
+        "images": images,
+        "annotations": annotations,
+    }
+    path = os.path.join(output_dir, ANNOTATIONS_FILE)
+    atomic_write_json(path, doc)
+    return path

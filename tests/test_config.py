@@ -1,0 +1,59 @@
+"""Config composition and the one-line errors for bad values (no rendering)."""
+import pytest
+
+from simgen.config import compose
+from simgen.distributions import check_range, sample_float, sample_int
+from simgen.errors import ConfigError
+
+
+def test_defaults_compose():
+    cfg = compose([])
+    assert cfg.num_images == 50 and cfg.camera.width == 640 and cfg.camera.height == 480
+    assert cfg.scene_name == "tabletop"
+    assert list(cfg.objects.asset_sets) == ["primitives", "pybullet"]
+
+
+def test_overrides_win_over_scene():
+    cfg = compose(["num_images=7", "seed=3", "output_dir=out/x", "workers=2", "camera.width=320",
+                   "objects.count=[2,4]"])
+    assert (cfg.num_images, cfg.seed, cfg.output_dir, cfg.workers) == (7, 3, "out/x", 2)
+    assert cfg.camera.width == 320 and list(cfg.objects.count) == [2, 4]
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("num_images=-5", "num_images must be a positive integer"),
+    ("num_images=abc", "num_images"),
+    ("num_images=0", "num_images"),
+    ("camera.width=0", "camera.width"),
+    ("camera.height=99999", "camera.height"),
+    ("scene=nosuchscene", "unknown scene 'nosuchscene'"),
+    ("nosuchkey=1", "unknown config key 'nosuchkey'"),
+    ("camera.nosuch=1", "camera.nosuch"),
+    ("objects.count=[5,2]", "objects.count: low 5 is greater than high 2"),
+    ("objects.scale=fast", "objects.scale"),
+    ("lights.count=[1,9]", "lights.count must be <= 4"),
+    ("lights.types=[laser]", "lights.types"),
+    ("workers=0", "workers must be >= 1"),
+    ("seed=-1", "seed must be >= 0"),
+])
+def test_bad_values_are_one_line_errors(override, needle):
+    with pytest.raises(ConfigError) as info:
+        compose([override])
+    msg = str(info.value)
+    assert needle in msg, msg
+    assert "\n" not in msg
+
+
+def test_ranges():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    assert sample_float(2.5, rng) == 2.5
+    vals = [sample_int([3, 5], rng) for _ in range(200)]
+    assert set(vals) == {3, 4, 5}
+    xs = np.array([sample_float([1.0, 2.0], rng) for _ in range(200)])
+    assert xs.min() >= 1.0 and xs.max() < 2.0
+    with pytest.raises(ConfigError):
+        check_range("x", [1, 2, 3])
+    with pytest.raises(ConfigError):
+        check_range("x", True)

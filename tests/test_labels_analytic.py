@@ -1,0 +1,111 @@
+"""Labels against geometry we can compute by hand: ray casting, projection, known occlusion."""
+import numpy as np
+import pytest
+import trimesh
+
+from conftest import camera, scene
+from simgen.annotate import annotate, decode_rle, mask_to_bbox
+from simgen.geometry import project
+
+
+def _rays(cam, pixels):
+    """World-space rays through (N,2) pixel centres (u, v) of an OpenCV camera."""
+    Kinv = np.linalg.inv(cam.K)
+    d_cam = np.c_[pixels, np.ones(len(pixels))] @ Kinv.T
+    R, t = cam.pose[:3, :3], cam.pose[:3, 3]
+    d = d_cam @ R.T
+    return np.repeat(t[None], len(pixels), 0), d / np.linalg.norm(d, axis=1, keepdims=True), d_cam[:, 2] / np.linalg.norm(d_cam, axis=1)
+
+
+def _world_mesh(library, obj):
+    m = library.visual_mesh(obj.asset).copy()
+    m.apply_transform(np.asarray(obj.pose) @ np.diag([*obj.scale, 1.0]))
+    return m
+
+
+def test_cube_box_and_depth_match_analytic(renderer, library):
+    Rz = trimesh.transformations.rotation_matrix(np.radians(20), [0, 0, 1])[:3, :3]
+    cam = camera([0.25, -0.35, 0.45], [0.0, 0.0, 0.035])
+    sc = scene([("cube", [0.0, 0.0, 0.035], Rz, 1.0)], cam)
+    frame = renderer.render(sc, library)
+    mask = frame.instance == 1
+    assert mask.sum() > 500
+    # Box: the analytic projection of the 8 corners.
+    corners = trimesh.bounds.corners(np.array([[-0.035] * 3, [0.035] * 3])) @ Rz.T + [0, 0, 0.035]
+    uv, _ = project(cam.K, cam.pose, corners)
+    x, y, w, h = mask_to_bbox(mask)
+    expect = [np.ceil(uv[:, 0].min()), np.ceil(uv[:, 1].min()), np.floor(uv[:, 0].max()), np.floor(uv[:, 1].max())]
+    got = [x, y, x + w - 1, y + h - 1]
+    assert np.abs(np.array(got) - expect).max() <= 1, (got, expect)
+    # Depth: cast a ray through every pixel centre; the hit distance along z is the depth.
+    vs, us = np.nonzero(mask)
+    o, d, cos = _rays(cam, np.c_[us, vs].astype(float))
+    cube = _world_mesh(library, sc.objects[0])
+    hits, ray_idx, _ = cube.ray.intersects_location(o, d, multiple_hits=False)
+    assert len(ray_idx) >= 0.99 * len(us)  # every mask pixel's ray hits the cube (edge ties aside)
+    dist = np.linalg.norm(hits - o[ray_idx], axis=1) * cos[ray_idx]
+    err = np.abs(frame.depth[vs[ray_idx], us[ray_idx]] - dist)
+    assert np.median(err) < 2e-4 and np.percentile(err, 99) < 2e-3
+    # Depth and mask agree: depth is positive on the cube and on the floor, 0 nowhere inside.
+    assert (frame.depth[mask] > 0).all()
+
+
+def test_half_occluded_visibility_and_disjoint_masks(renderer, library):
+    cam = camera([0.0, 0.0, 1.0], [0.0, 0.0, 0.0])  # straight down: the x = 0 plane is one image line
+    sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0),  # target
+                ("brick", [0.12, 0.0, 0.30], None, 2.0)],  # occluder covering world x > 0
+               cam)
+    frame = renderer.render(sc, library)
+    anns = {a.instance_id: a for a in annotate(sc, frame)}
+    assert set(anns) == {1, 2}
+    assert abs(anns[1].visibility - 0.5) < 0.02, anns[1].visibility
+    assert anns[2].visibility == 1.0
+    m1, m2 = decode_rle(anns[1].rle), decode_rle(anns[2].rle)
+    assert not (m1 & m2).any()
+    assert (m1 == (frame.instance == 1)).all() and (m2 == (frame.instance == 2)).all()
+    # The visible part is inside the unoccluded (rendered alone) mask.
+    assert not (m1 & ~frame.unoccluded[1]).any()
+    assert set(np.unique(frame.instance)) == {0, 1, 2}
+
+
+def test_floor_occludes_but_is_never_labeled(renderer, library):
+    cam = camera([0.5, 0.0, 0.08], [0.0, 0.0, 0.0])
+    sc = scene([("cube", [0.0, 0.0, 0.0], None, 1.0)], cam)  # half sunk into the floor
+    frame = renderer.render(sc, library)
+    (ann,) = annotate(sc, frame)
+    assert 0.2 < ann.visibility < 0.8
+    assert set(np.unique(frame.instance)) == {0, 1}
+    # Every visible cube pixel unprojects to a point above the floor.
+    vs, us = np.nonzero(frame.instance == 1)
+    o, d, cos = _rays(cam, np.c_[us, vs].astype(float))
+    pts = o + d * (frame.depth[vs, us] / cos)[:, None]
+    assert pts[:, 2].min() > -2e-3
+    # The floor has depth but id 0.
+    assert ((frame.instance == 0) & (frame.depth > 0)).sum() > 1000
+
+
+def test_shadows_and_bounds_under_numpy2(renderer, library):
+    """pyrender 0.1.45 called np.infty (gone in NumPy 2), breaking Mesh.bounds and shadows."""
+    assert int(np.__version__.split(".")[0]) >= 2
+    from simgen.spec import LightSpec
+    from simgen.geometry import look_at
+
+    # Light travelling along (1, 0, -1): the cube's shadow falls on the floor at x in (0.035, 0.105].
+    light_pose = look_at([-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]) @ np.diag([1, -1, -1, 1])
+    light = LightSpec("directional", light_pose, np.ones(3, np.float32), 3.0)
+    cam = camera([0.0, -0.6, 0.6], [0.05, 0.0, 0.0])
+    sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0)], cam, lights=(light,))
+    renderer._load(sc, library)
+    b = renderer._scene.bounds
+    assert np.isfinite(b).all() and b[1, 2] == pytest.approx(0.07, abs=1e-6)
+    renderer.shadows = False
+    lit = renderer.render(sc, library).rgb.astype(float)
+    renderer.shadows = True
+    try:
+        shadowed = renderer.render(sc, library).rgb.astype(float)
+    finally:
+        renderer.shadows = False
+    uv, _ = project(cam.K, cam.pose, np.array([[0.08, 0.0, 0.0], [-0.12, 0.0, 0.0]]))
+    (us, vs), (ul, vl) = np.rint(uv).astype(int)
+    assert shadowed[vs, us].mean() < 0.7 * lit[vs, us].mean()  # in the shadow: darker
+    assert abs(shadowed[vl, ul].mean() - lit[vl, ul].mean()) < 3  # in the light: unchanged
