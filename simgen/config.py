@@ -47,17 +47,18 @@ class ObjectsConfig:
 class LightsConfig:
     count: Any = field(default_factory=lambda: [1, 4])
     types: List[str] = field(default_factory=lambda: ["directional", "point", "spot"])
-    directional_intensity: Any = field(default_factory=lambda: [0.8, 2.5])  # lux
-    point_intensity: Any = field(default_factory=lambda: [2.0, 8.0])  # candela
+    directional_intensity: Any = field(default_factory=lambda: [0.5, 2.0])  # lux
+    point_intensity: Any = field(default_factory=lambda: [1.0, 6.0])  # candela
     distance: Any = field(default_factory=lambda: [1.5, 3.0])  # metres (point/spot)
     elevation_deg: Any = field(default_factory=lambda: [35.0, 85.0])
-    ambient: Any = field(default_factory=lambda: [0.15, 0.35])
+    ambient: Any = field(default_factory=lambda: [0.1, 0.3])
 
 
 @dataclass
 class PhysicsConfig:
     enabled: bool = True
     timestep: float = 1.0 / 240.0  # seconds
+    solver_iterations: int = 10  # contact solver iterations per step (pybullet's default is 50)
     max_steps: int = 2400  # step cap; scenes still moving then are reported as not settled
     linear_velocity_threshold: float = 0.01  # m/s: at rest below this ...
     angular_velocity_threshold: float = 0.1  # rad/s: ... and below this
@@ -71,6 +72,7 @@ class PhysicsConfig:
 @dataclass
 class RenderConfig:
     shadows: bool = True  # shadow maps for directional and spot lights
+    shadow_map_size: int = 1024  # texels per side; 2048 (pyrender's default) costs 2x per image
     png_compression: int = 1  # 0 (fast, large) .. 9 (slow, small); lossless either way
     write_depth: bool = True
 
@@ -234,9 +236,13 @@ def validate(cfg) -> None:
     ph = cfg.physics
     need(ph.timestep > 0, "physics.timestep must be > 0 (fix: physics.timestep=0.004166)")
     need(ph.max_steps >= 1, "physics.max_steps must be >= 1")
+    need(1 <= ph.solver_iterations <= 1000, "physics.solver_iterations must be in 1..1000")
     need(ph.linear_velocity_threshold > 0 and ph.angular_velocity_threshold > 0,
          "physics velocity thresholds must be > 0")
     need(ph.rest_checks >= 1, "physics.rest_checks must be >= 1")
+    need(cfg.render.shadow_map_size in (256, 512, 1024, 2048, 4096),
+         f"render.shadow_map_size must be one of 256, 512, 1024, 2048, 4096, got "
+         f"{cfg.render.shadow_map_size}")
     need(0 <= cfg.render.png_compression <= 9,
          f"render.png_compression must be 0..9, got {cfg.render.png_compression}")
     need(cfg.annotate.min_visible_pixels >= 1, "annotate.min_visible_pixels must be >= 1")

@@ -93,7 +93,7 @@ class PhysicsWorld:
         p, c = self._p, self.client
         p.resetSimulation(physicsClientId=c)
         p.setGravity(0, 0, -9.81, physicsClientId=c)
-        p.setPhysicsEngineParameter(fixedTimeStep=float(cfg.timestep), numSolverIterations=50,
+        p.setPhysicsEngineParameter(fixedTimeStep=float(cfg.timestep), numSolverIterations=int(cfg.solver_iterations),
                                     deterministicOverlappingPairs=1, physicsClientId=c)
         plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
         floor = p.createMultiBody(0, plane, physicsClientId=c)

@@ -45,7 +45,8 @@ class Pipeline:
             from .render import PyrenderRenderer
 
             self._renderer = PyrenderRenderer(self.cfg.camera.width, self.cfg.camera.height,
-                                              shadows=bool(self.cfg.render.shadows))
+                                              shadows=bool(self.cfg.render.shadows),
+                                              shadow_map_size=int(self.cfg.render.shadow_map_size))
         return self._renderer
 
     @property
@@ -79,6 +80,7 @@ class Pipeline:
         anns = annotate(scene, frame, int(self.cfg.annotate.min_visible_pixels))
         t4 = time.perf_counter()
         t.update(sample=t1 - t0, physics=t2 - t1, render=t3 - t2, annotate=t4 - t3)
+        t.update({f"render.{k}": v for k, v in self.renderer.last_timings.items()})
         return Sample(index, image_name(index), scene, report, frame, anns, t)
 
     def write(self, sample: Sample, output_dir: str, parts_dir: str) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 # Must be decided before anything imports PyOpenGL. Respect an explicit user choice.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -63,14 +64,31 @@ def _keyed_node_class(pyrender):
     return KeyedNode
 
 
+def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
+    """Centre and radius (metres) of a sphere around every object of the scene, or None."""
+    if not scene.objects:
+        return None
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for o in scene.objects:
+        r = float(np.linalg.norm(library.visual_mesh(o.asset).vertices, axis=1).max()) * float(np.max(o.scale))
+        p = np.asarray(o.pose)[:3, 3]
+        lo, hi = np.minimum(lo, p - r), np.maximum(hi, p + r)
+    return (lo + hi) / 2.0, max(float(np.linalg.norm(hi - lo)) / 2.0 * 1.05, 0.05)
+
+
 class PyrenderRenderer:
     """Caches one pyrender mesh per (asset, slot) and moves nodes with set_pose."""
 
-    def __init__(self, width: int, height: int, shadows: bool = True):
+    def __init__(self, width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024):
         global _logged_renderer
         try:
             import pyrender
+            import pyrender.light
+            import pyrender.renderer
             from OpenGL import GL
+
+            # pyrender reads its shadow map size from module constants (2048 by default).
+            pyrender.light.SHADOW_TEX_SZ = pyrender.renderer.SHADOW_TEX_SZ = int(shadow_map_size)
 
             self._pr = pyrender
             self._r = pyrender.OffscreenRenderer(int(width), int(height))
@@ -86,6 +104,10 @@ class PyrenderRenderer:
             log.info("GL_RENDERER: %s | GL_VERSION: %s", self.gl_renderer, self.gl_version)
             _logged_renderer = True
         self.shadows = shadows
+        self.last_timings: Dict[str, float] = {}
+        self._or_mode = False
+        self._casters = None  # (centre (3,), radius) of the labeled objects: shadow frusta
+        self._install_or_mode_hook()
         self._Node = _keyed_node_class(pyrender)
         self._scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.2] * 3)
         self._pool: Dict[str, List[Tuple[object, object, Optional[object]]]] = {}
@@ -97,6 +119,58 @@ class PyrenderRenderer:
         self._cam_node = self._scene.add(self._cam, pose=np.eye(4))
         self._lights: Dict[str, List[object]] = {"directional": [], "point": [], "spot": []}
         self._light_nodes: List[object] = []
+
+    def _install_or_mode_hook(self) -> None:
+        """Two hooks into pyrender's (pinned) renderer: a SEG pass that ORs colours with depth
+        testing off (see _unoccluded), and shadow maps drawn without the floor."""
+        from OpenGL import GL
+
+        inner = self._r._renderer
+        configure = inner._configure_forward_pass_viewport
+
+        def configure_forward_pass(flags):
+            configure(flags)
+            if self._or_mode:
+                GL.glDepthFunc(GL.GL_ALWAYS)
+                GL.glEnable(GL.GL_COLOR_LOGIC_OP)
+                GL.glLogicOp(GL.GL_OR)
+            else:
+                GL.glDisable(GL.GL_COLOR_LOGIC_OP)
+
+        inner._configure_forward_pass_viewport = configure_forward_pass
+
+        shadow_pass = inner._shadow_mapping_pass
+
+        def shadow_mapping_pass(scene, light_node, flags):
+            # The floor cannot shadow anything above it: leaving it out of the shadow maps
+            # removes a full-map draw per light (about a third of the RGB pass on llvmpipe).
+            floor = self._floor_node.mesh if self._floor_node is not None else None
+            if floor is not None:
+                floor.is_visible = False
+            try:
+                shadow_pass(scene, light_node, flags)
+            finally:
+                if floor is not None:
+                    floor.is_visible = True
+
+        inner._shadow_mapping_pass = shadow_mapping_pass
+
+        light_matrices = inner._get_light_cam_matrices
+        pr = self._pr
+
+        def get_light_cam_matrices(scene, light_node, flags):
+            # pyrender fits a directional light's orthographic shadow frustum to the whole
+            # scene (the 4 m floor: ~1 cm per texel). Fit it to the shadow casters instead;
+            # the floor only receives, and points outside the map fall on empty texels.
+            if self._casters is None or not isinstance(light_node.light, pr.DirectionalLight):
+                return light_matrices(scene, light_node, flags)
+            centre, radius = self._casters
+            pose = scene.get_pose(light_node).copy()
+            pose[:3, 3] = centre + pose[:3, 2] * (radius + 1.0)  # the light looks along -z
+            cam = pr.OrthographicCamera(xmag=radius, ymag=radius, znear=0.05, zfar=2 * radius + 4.0)
+            return np.linalg.inv(pose), cam.get_projection_matrix()
+
+        inner._get_light_cam_matrices = get_light_cam_matrices
 
     def close(self) -> None:
         try:
@@ -163,6 +237,13 @@ class PyrenderRenderer:
                     pool.append(pr.PointLight())
                 else:
                     pool.append(pr.SpotLight(innerConeAngle=np.pi / 8, outerConeAngle=np.pi / 4))
+                if ls.kind != "point":
+                    # Clamp, not repeat: outside its frustum a shadow map must read as empty
+                    # (its border texels), never as a tiled copy of the casters.
+                    light = pool[-1]
+                    light._generate_shadow_texture()
+                    clamp = pr.constants.GLTF.CLAMP_TO_EDGE
+                    light.shadow_texture.sampler.wrapS = light.shadow_texture.sampler.wrapT = clamp
             light = pool[k]
             light.color = np.asarray(ls.color, dtype=np.float32)
             light.intensity = float(ls.intensity)
@@ -202,6 +283,7 @@ class PyrenderRenderer:
                 mat.baseColorFactor = (np.asarray(o.color, dtype=np.float32) if o.color is not None
                                        else np.array([0.7, 0.7, 0.7, 1.0], np.float32))
             nodes[o.instance_id] = node
+        self._casters = _bounding_sphere(scene, library)
         self._set_floor(scene)
         self._set_lights(scene)
         self._set_camera(scene)
@@ -215,18 +297,43 @@ class PyrenderRenderer:
         color, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
         return decode_ids(color), depth
 
+    def _unoccluded(self, nodes: Dict[int, object]) -> Dict[int, np.ndarray]:
+        """Each object's mask as if alone, 24 objects per pass.
+
+        Object k of a pass is drawn with colour bit k, depth test off, and the framebuffer
+        combines fragments with a bitwise OR (glLogicOp): a pixel ends up holding the set of
+        objects whose triangles cover its centre. Integer ops, single-sample: exact, and the
+        same coverage a pass with the object alone would give.
+        """
+        out: Dict[int, np.ndarray] = {}
+        ids = sorted(nodes)
+        for start in range(0, len(ids), 24):
+            chunk = ids[start:start + 24]
+            self._or_mode = True
+            try:
+                bits, _ = self._seg({nodes[i]: encode_id(1 << k) for k, i in enumerate(chunk)})
+            finally:
+                self._or_mode = False
+            for k, i in enumerate(chunk):
+                out[i] = (bits & (1 << k)) != 0
+        return out
+
     def render(self, scene: SceneSpec, library: AssetLibrary, unoccluded: bool = True) -> Frame:
         """Render one scene. Depth and instance ids come from the same single-sample pass,
         so they agree pixel for pixel; RGB is antialiased (4x MSAA)."""
         pr = self._pr
+        t0 = time.perf_counter()
         nodes = self._load(scene, library)
         flags = pr.RenderFlags.NONE
         if self.shadows:
             flags |= pr.RenderFlags.SHADOWS_DIRECTIONAL | pr.RenderFlags.SHADOWS_SPOT
+        t1 = time.perf_counter()
         rgb, _ = self._r.render(self._scene, flags=flags)
+        t2 = time.perf_counter()
         seg_map = {node: encode_id(i) for i, node in nodes.items()}
         seg_map[self._floor_node] = encode_id(0)  # the floor occludes but is never labeled
         instance, depth = self._seg(seg_map)
+        t3 = time.perf_counter()
         known = np.zeros(max(nodes, default=0) + 1, dtype=bool)
         known[0] = True
         known[list(nodes)] = True
@@ -234,12 +341,9 @@ class PyrenderRenderer:
             bad = sorted(set(np.unique(instance).tolist()) - set([0, *nodes]))[:5]
             raise RuntimeError(f"instance map holds unknown ids {bad}: segmentation pass blended "
                                f"samples (multisampling must be off for SEG)")
-        masks = {}
-        if unoccluded:
-            present = set(np.unique(instance).tolist()) - {0}
-            for i in sorted(present):
-                ids, _ = self._seg({nodes[i]: encode_id(i)})
-                masks[i] = ids == i
+        masks = self._unoccluded(nodes) if unoccluded else {}
         depth = np.asarray(depth, dtype=np.float32)
+        self.last_timings = {"scene_graph": t1 - t0, "rgb": t2 - t1, "instance_depth": t3 - t2,
+                             "unoccluded": time.perf_counter() - t3}
         return Frame(rgb=np.ascontiguousarray(rgb[..., :3]), depth=depth,
                      instance=instance.astype(np.int32), unoccluded=masks)

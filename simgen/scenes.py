@@ -62,8 +62,9 @@ def sample_scene(cfg, library: AssetLibrary, seed: int, index: int) -> SceneSpec
     camera = _sample_camera(cfg.camera, factor_rng(seed, index, "camera"))
     g = rng_m.uniform(0.25, 0.75)
     floor = _frozen([*(g * rng_m.uniform(0.85, 1.15, 3)).clip(0, 1), 1.0], np.float32)
+    bg = _frozen(_hsv_to_rgb(rng_m.random(), rng_m.uniform(0.0, 0.3), rng_m.uniform(0.2, 0.8)), np.float32)
     return SceneSpec(index=index, seed=seed, objects=tuple(objects), lights=lights,
-                     camera=camera, ambient=ambient, floor_color=floor)
+                     camera=camera, ambient=ambient, floor_color=floor, background_color=bg)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float):

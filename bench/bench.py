@@ -1,0 +1,126 @@
+"""`make bench`: simgen's throughput and memory on this machine. Not a test: it asserts nothing.
+
+Reports, at 640x480 with 10 objects per image:
+  - images/s end to end (sample, settle, render, annotate, write) with 1 and 2 workers,
+  - mean seconds per stage (render split into its passes),
+  - peak RSS per process,
+  - the ceiling: images/s of bare rasterization of the same settled scenes
+    (RGB + instance map only: no physics, no annotation, no unoccluded masks, no writing).
+Each measurement runs in a fresh subprocess so peak RSS is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+COMMON = ["camera.width=640", "camera.height=480", "objects.count=10", "progress=false"]
+
+
+def _one_run(workers: int, n: int) -> dict:
+    from simgen.config import compose
+    from simgen.runner import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose([*COMMON, f"num_images={n}", f"workers={workers}", f"output_dir={tmp}/d"])
+        s = run(cfg)
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"workers": workers, "images": n, "seconds": round(s.seconds, 2),
+            "images_per_second": round(s.images_per_second, 3),
+            "mean_stage_ms": {k: round(v * 1000, 1) for k, v in sorted(s.stage_seconds.items())},
+            "peak_rss_mb_main": round(self_kb / 1024, 1), "peak_rss_mb_worker": round(child_kb / 1024, 1),
+            "gl_renderer": s.gl_renderer}
+
+
+def _stage_totals(workers: int, n: int) -> dict:
+    """Per-stage means including the render sub-passes (needs the timings dict per image)."""
+    from simgen.config import compose
+    from simgen.pipeline import Pipeline
+
+    cfg = compose([*COMMON, f"num_images={n}"])
+    pipe = Pipeline(cfg)
+    for i in range(n):
+        pipe.make(i)  # warm up: shader compilation, mesh pool growth, texture uploads
+    acc: dict = {}
+    for i in range(n):
+        t = pipe.make(i).timings
+        for k, v in t.items():
+            acc[k] = acc.get(k, 0.0) + v
+    pipe.close()
+    return {k: round(v / n * 1000, 1) for k, v in sorted(acc.items())}
+
+
+def _ceiling(n: int) -> dict:
+    from simgen.config import compose
+    from simgen.pipeline import Pipeline
+    from simgen.render import encode_id
+    from simgen.scenes import sample_scene
+
+    cfg = compose([*COMMON, f"num_images={n}"])
+    pipe = Pipeline(cfg)
+    scenes = [pipe.settle(sample_scene(cfg, pipe.library, 0, i))[0] for i in range(n)]
+    r = pipe.renderer
+    pr = r._pr
+    flags = pr.RenderFlags.SHADOWS_DIRECTIONAL | pr.RenderFlags.SHADOWS_SPOT
+
+    def raster(sc):
+        nodes = r._load(sc, pipe.library)
+        r._r.render(r._scene, flags=flags)
+        seg = {node: encode_id(i) for i, node in nodes.items()}
+        seg[r._floor_node] = encode_id(0)
+        r._seg(seg)
+
+    for sc in scenes:
+        raster(sc)  # warm up: shaders, mesh pool growth, texture uploads
+    t0 = time.perf_counter()
+    for sc in scenes:
+        raster(sc)
+    dt = time.perf_counter() - t0
+    pipe.close()
+    return {"images": n, "images_per_second": round(n / dt, 3), "ms_per_image": round(dt / n * 1000, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=40)
+    ap.add_argument("--one", choices=["run1", "run2", "stages", "ceiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", default="out/bench.json")
+    a = ap.parse_args()
+    if a.one:
+        res = {"run1": lambda: _one_run(1, a.images), "run2": lambda: _one_run(2, a.images),
+               "stages": lambda: _stage_totals(1, min(a.images, 20)), "ceiling": lambda: _ceiling(a.images)}[a.one]()
+        print(json.dumps(res))
+        return 0
+    results = {"cpu_count": os.cpu_count()}
+    for key in ("ceiling", "stages", "run1", "run2"):
+        p = subprocess.run([sys.executable, __file__, "--one", key, "--images", str(a.images)],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            return p.returncode
+        results[key] = json.loads(p.stdout.strip().splitlines()[-1])
+        print(f"{key:8s} {json.dumps(results[key])}", flush=True)
+    r1, r2, c = results["run1"], results["run2"], results["ceiling"]
+    print("\nsimgen bench, 640x480, 10 objects per image")
+    print(f"  end to end, 1 worker : {r1['images_per_second']:.2f} images/s  (peak RSS {r1['peak_rss_mb_main']} MB)")
+    print(f"  end to end, 2 workers: {r2['images_per_second']:.2f} images/s  (peak RSS per worker "
+          f"{r2['peak_rss_mb_worker']} MB, main {r2['peak_rss_mb_main']} MB)")
+    print(f"  ceiling (RGB + instance raster only, 1 process): {c['images_per_second']:.2f} images/s")
+    print(f"  end to end / ceiling (1 worker): {r1['images_per_second'] / c['images_per_second']:.0%}")
+    print("  mean ms per image by stage (1 worker): " +
+          ", ".join(f"{k} {v}" for k, v in results["stages"].items()))
+    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"  written to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
