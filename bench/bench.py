@@ -6,7 +6,8 @@ Reports, at 640x480 with 10 objects per image:
   - peak RSS per process,
   - the ceiling: images/s of bare rasterization of the same settled scenes
     (RGB + instance map only: no physics, no annotation, no unoccluded masks, no writing).
-Each measurement runs in a fresh subprocess so peak RSS is its own.
+Each measurement runs in a fresh subprocess so peak RSS is its own, and is repeated
+(--repeat, best of) because shared 2-core machines show +-30% run-to-run noise.
 """
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=40)
     ap.add_argument("--one", choices=["run1", "run2", "stages", "ceiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", default="out/bench.json")
     a = ap.parse_args()
     if a.one:
@@ -98,16 +100,22 @@ def main() -> int:
         print(json.dumps(res))
         return 0
     results = {"cpu_count": os.cpu_count()}
-    for key in ("ceiling", "stages", "run1", "run2"):
-        p = subprocess.run([sys.executable, __file__, "--one", key, "--images", str(a.images)],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            print(p.stderr, file=sys.stderr)
-            return p.returncode
-        results[key] = json.loads(p.stdout.strip().splitlines()[-1])
-        print(f"{key:8s} {json.dumps(results[key])}", flush=True)
+    for rep in range(a.repeat):
+        for key in ("ceiling", "run1", "run2", "stages"):
+            p = subprocess.run([sys.executable, __file__, "--one", key, "--images", str(a.images)],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                print(p.stderr, file=sys.stderr)
+                return p.returncode
+            res = json.loads(p.stdout.strip().splitlines()[-1])
+            print(f"{key:8s} {json.dumps(res)}", flush=True)
+            best = results.get(key)
+            if key == "stages":
+                results[key] = res if best is None else {k: min(v, best.get(k, v)) for k, v in res.items()}
+            elif best is None or res["images_per_second"] > best["images_per_second"]:
+                results[key] = res
     r1, r2, c = results["run1"], results["run2"], results["ceiling"]
-    print("\nsimgen bench, 640x480, 10 objects per image")
+    print(f"\nsimgen bench, 640x480, 10 objects per image, {a.images} images, best of {a.repeat}")
     print(f"  end to end, 1 worker : {r1['images_per_second']:.2f} images/s  (peak RSS {r1['peak_rss_mb_main']} MB)")
     print(f"  end to end, 2 workers: {r2['images_per_second']:.2f} images/s  (peak RSS per worker "
           f"{r2['peak_rss_mb_worker']} MB, main {r2['peak_rss_mb_main']} MB)")
