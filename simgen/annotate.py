@@ -42,8 +42,11 @@ def annotate(scene: SceneSpec, frame: Frame, min_visible_pixels: int = 1) -> Lis
     w2c = np.linalg.inv(np.asarray(scene.camera.pose))
     inst = frame.instance
     counts = np.bincount(inst.ravel(), minlength=max((o.instance_id for o in scene.objects), default=0) + 1)
+    # (distractors have negative ids and never appear in the instance map)
     out = []
     for o in scene.objects:
+        if not o.labeled:
+            continue
         area = int(counts[o.instance_id])
         if area < min_visible_pixels:
             continue

@@ -164,6 +164,17 @@ class AssetLibrary:
             assets.extend(load_manifest(str(spec)))
         return cls(assets)
 
+    def merged(self, other: "AssetLibrary") -> "AssetLibrary":
+        """Both libraries' assets (a name in both must be the same asset); categories of self."""
+        out = AssetLibrary([self.assets[n] for n in self.names] +
+                           [other.assets[n] for n in other.names if n not in self.assets])
+        clash = [n for n in other.names if n in self.assets and other.assets[n] != self.assets[n]]
+        if clash:
+            raise AssetError(f"asset name(s) {', '.join(clash)} mean different assets in objects and "
+                             f"distractors; rename one")
+        out.categories = self.categories
+        return out
+
     def validate(self) -> None:
         """Load every mesh once (raises AssetError naming the first bad file)."""
         for name in self.names:

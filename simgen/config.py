@@ -5,13 +5,14 @@ The schema below is registered in Hydra's ConfigStore as ``simgen_schema`` and i
 ``scene`` and, as ``# @package _global_`` presets, set any of these keys. Command-line
 overrides win over both.
 
-Ranges are written ``[low, high]`` (sampled uniformly, integers inclusive) or as a single
-number (a constant). Units: metres, kilograms, seconds; angles in degrees.
+Numeric values take a constant or a distribution (``simgen.distributions``): ``3``,
+``[low, high]`` (uniform), ``{normal: [mean, std], min: a, max: b}``, ``{loguniform: [a, b]}``,
+``{choice: [...], weights: [...]}``. Units: metres, kilograms, seconds; angles in degrees.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
 
@@ -29,6 +30,12 @@ class CameraConfig:
     elevation_deg: Any = field(default_factory=lambda: [30.0, 70.0])  # above the ground plane
     azimuth_deg: Any = field(default_factory=lambda: [0.0, 360.0])
     look_at_jitter: float = 0.05  # metres, uniform in a cube around the spawn centre
+    roll_deg: Any = 0.0  # rotation about the optical axis
+    focal_length_px: Any = None  # when set, overrides fov_deg (fx = fy, pixels)
+    min_visible_objects: int = 0  # resample the camera until this many object centres are in view
+    max_tries: int = 20  # camera resampling cap for min_visible_objects
+    position: Optional[List[float]] = None  # fixed camera position (metres), overrides the hemisphere
+    look_at: Optional[List[float]] = None  # fixed look-at point (with position)
     znear: float = 0.01  # metres
     zfar: float = 30.0  # metres
 
@@ -40,18 +47,74 @@ class ObjectsConfig:
     scale: Any = field(default_factory=lambda: [0.8, 1.25])  # times the asset's nominal size
     spawn_radius: float = 0.25  # metres: drop positions lie in this disk around the origin
     drop_height: Any = field(default_factory=lambda: [0.02, 0.15])  # metres above the floor
-    random_color: bool = True  # untextured assets get a random base colour
+    random_color: bool = True  # untextured assets get a random base colour (see materials)
+    placement: str = "drop"  # drop (physics) | float (in front of the camera) | shelf | fixed
+    float_distance: Any = field(default_factory=lambda: [0.5, 1.4])  # float: metres from the camera
+    class_weights: Dict[str, float] = field(default_factory=dict)  # category -> weight (default 1)
+    balance: bool = False  # every class gets about the same number of instances over the dataset
+    fixed: List[Any] = field(default_factory=list)  # placement=fixed: [{asset, position, rotation_deg, scale, color}]
+
+
+@dataclass
+class DistractorsConfig:
+    count: Any = 0  # unlabeled objects per image: they occlude and cast shadows, never labeled
+    asset_sets: List[str] = field(default_factory=lambda: ["primitives"])
+    scale: Any = field(default_factory=lambda: [0.5, 1.5])
+
+
+@dataclass
+class MaterialsConfig:
+    hue: Any = field(default_factory=lambda: [0.0, 1.0])
+    saturation: Any = field(default_factory=lambda: [0.35, 1.0])
+    value: Any = field(default_factory=lambda: [0.35, 1.0])
+    metallic: Any = 0.0
+    roughness: Any = field(default_factory=lambda: [0.3, 0.9])
+    texture: Any = "none"  # none | noise | checker | stripes | gradient | image, or a {choice: ...}
+    texture_scale: Any = field(default_factory=lambda: [8.0, 30.0])  # pattern repeats per metre
+    texture_dir: Optional[str] = None  # images for texture=image
+    per: str = "object"  # object: each instance its own material; class: one per class and image
+
+
+@dataclass
+class FloorConfig:
+    enabled: bool = True
+    size: float = 4.0  # metres, square, top at z = 0
+    value: Any = field(default_factory=lambda: [0.25, 0.75])  # HSV value (brightness)
+    saturation: Any = field(default_factory=lambda: [0.0, 0.15])
+    texture: Any = "none"  # as materials.texture
+    texture_scale: Any = field(default_factory=lambda: [2.0, 8.0])
+
+
+@dataclass
+class BackgroundConfig:
+    kind: Any = "solid"  # solid | gradient | noise | checker | stripes | image, or a {choice: ...}
+    value: Any = field(default_factory=lambda: [0.2, 0.8])
+    saturation: Any = field(default_factory=lambda: [0.0, 0.3])
+    scale: Any = field(default_factory=lambda: [2.0, 12.0])  # pattern repeats across the image
+    image_dir: Optional[str] = None  # images for kind=image (random crops)
+
+
+@dataclass
+class ContainerConfig:
+    kind: str = "none"  # none | bin | shelf: unlabeled fixed geometry that objects rest in/on
+    size: List[float] = field(default_factory=lambda: [0.45, 0.35])  # bin inner x, y; shelf width, depth
+    wall_height: float = 0.15  # bin
+    thickness: float = 0.015  # walls and boards
+    levels: int = 3  # shelf boards
+    level_height: float = 0.3  # shelf: metres between boards
 
 
 @dataclass
 class LightsConfig:
     count: Any = field(default_factory=lambda: [1, 4])
-    types: List[str] = field(default_factory=lambda: ["directional", "point", "spot"])
+    types: Any = field(default_factory=lambda: ["directional", "point", "spot"])  # or {choice: ..., weights: ...}
+    temperature_k: Any = field(default_factory=lambda: [3000.0, 7500.0])  # colour temperature, Kelvin
     directional_intensity: Any = field(default_factory=lambda: [0.5, 2.0])  # lux
     point_intensity: Any = field(default_factory=lambda: [1.0, 6.0])  # candela
     distance: Any = field(default_factory=lambda: [1.5, 3.0])  # metres (point/spot)
     elevation_deg: Any = field(default_factory=lambda: [35.0, 85.0])
     ambient: Any = field(default_factory=lambda: [0.1, 0.3])
+    fixed: List[Any] = field(default_factory=list)  # [{kind, position, look_at, intensity, temperature_k}]
 
 
 @dataclass
@@ -64,7 +127,10 @@ class PhysicsConfig:
     angular_velocity_threshold: float = 0.1  # rad/s: ... and below this
     sink_tolerance: float = 0.01  # metres below the floor before an object counts as sunk
     rest_checks: int = 5  # ... for this many consecutive checks (one check every 10 steps)
-    friction: float = 0.6
+    friction: Any = 0.6  # objects' lateral friction unless their asset sets one
+    restitution: Any = 0.05
+    max_tries: int = 3  # resample scenes that fail a check (not settled, sunk, fell off, exploded)
+    explode_speed: float = 3.0  # m/s above the free-fall speed from the highest start: exploded
     rolling_friction: float = 0.002  # also spinning friction: stops balls rolling forever
     floor_friction: float = 0.8
 
@@ -93,6 +159,11 @@ class SimGenConfig:
     scene_name: str = "tabletop"  # set by the scene template; informational
     camera: CameraConfig = field(default_factory=CameraConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
+    distractors: DistractorsConfig = field(default_factory=DistractorsConfig)
+    materials: MaterialsConfig = field(default_factory=MaterialsConfig)
+    floor: FloorConfig = field(default_factory=FloorConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
     lights: LightsConfig = field(default_factory=LightsConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -195,7 +266,7 @@ def _full_key(text: str) -> Optional[str]:
 
 def validate(cfg) -> None:
     """Check values a type system cannot: ranges, signs, known names. Raise ConfigError."""
-    from .distributions import check_range
+    from .distributions import check_choice, check_range
 
     def need(cond: bool, msg: str) -> None:
         if not cond:
@@ -216,6 +287,16 @@ def validate(cfg) -> None:
     check_range("camera.elevation_deg", cam.elevation_deg, low=-89.0, high=89.9)
     check_range("camera.azimuth_deg", cam.azimuth_deg)
     need(cam.look_at_jitter >= 0, "camera.look_at_jitter must be >= 0")
+    check_range("camera.roll_deg", cam.roll_deg)
+    if cam.focal_length_px is not None:
+        check_range("camera.focal_length_px", cam.focal_length_px, low=1.0)
+    need(cam.min_visible_objects >= 0 and cam.max_tries >= 1,
+         "camera.min_visible_objects must be >= 0 and camera.max_tries >= 1")
+    for k in ("position", "look_at"):
+        v = cam[k]
+        need(v is None or len(v) == 3, f"camera.{k} must be null or [x, y, z] in metres, got {v}")
+    need((cam.position is None) == (cam.look_at is None),
+         "camera.position and camera.look_at must be given together")
     need(0 < cam.znear < cam.zfar, f"camera.znear/zfar must satisfy 0 < znear < zfar, got "
          f"{cam.znear}, {cam.zfar}")
     ob = cfg.objects
@@ -224,11 +305,51 @@ def validate(cfg) -> None:
     check_range("objects.drop_height", ob.drop_height, low=0.0)
     need(ob.spawn_radius >= 0, "objects.spawn_radius must be >= 0")
     need(len(ob.asset_sets) > 0, "objects.asset_sets is empty (fix: objects.asset_sets=[primitives])")
+    placements = ("drop", "float", "shelf", "fixed")
+    need(ob.placement in placements, f"objects.placement must be one of {', '.join(placements)}, got "
+         f"'{ob.placement}'")
+    check_range("objects.float_distance", ob.float_distance, low=1e-3)
+    for k, w in ob.class_weights.items():
+        need(w >= 0, f"objects.class_weights.{k} must be >= 0, got {w}")
+    if ob.placement == "fixed":
+        need(len(ob.fixed) > 0, "objects.placement=fixed needs a non-empty objects.fixed list")
+        for i, f in enumerate(ob.fixed):
+            need(isinstance(f.get("asset"), str) and f.get("position") is not None and len(f.position) == 3,
+                 f"objects.fixed[{i}] needs asset: <name> and position: [x, y, z]")
+    if ob.placement == "shelf":
+        need(cfg.container.kind == "shelf", "objects.placement=shelf needs container.kind=shelf")
+    dc = cfg.distractors
+    check_range("distractors.count", dc.count, low=0, high=255, integer=True)
+    check_range("distractors.scale", dc.scale, low=1e-4)
+    ma = cfg.materials
+    for k in ("hue", "saturation", "value", "metallic", "roughness"):
+        check_range(f"materials.{k}", ma[k], low=0.0, high=1.0 if k != "hue" else None)
+    textures = ("none", "noise", "checker", "stripes", "gradient", "image")
+    check_choice("materials.texture", ma.texture, textures)
+    check_range("materials.texture_scale", ma.texture_scale, low=1e-3)
+    need(ma.per in ("object", "class"), f"materials.per must be object or class, got '{ma.per}'")
+    fl = cfg.floor
+    need(fl.size > 0, "floor.size must be > 0")
+    check_range("floor.value", fl.value, low=0.0, high=1.0)
+    check_range("floor.saturation", fl.saturation, low=0.0, high=1.0)
+    check_choice("floor.texture", fl.texture, textures)
+    check_range("floor.texture_scale", fl.texture_scale, low=1e-3)
+    bg = cfg.background
+    check_choice("background.kind", bg.kind, ("solid", "gradient", "noise", "checker", "stripes", "image"))
+    check_range("background.value", bg.value, low=0.0, high=1.0)
+    check_range("background.saturation", bg.saturation, low=0.0, high=1.0)
+    check_range("background.scale", bg.scale, low=1.0)
+    ct = cfg.container
+    need(ct.kind in ("none", "bin", "shelf"), f"container.kind must be none, bin or shelf, got '{ct.kind}'")
+    need(len(ct.size) == 2 and min(ct.size) > 0 and ct.wall_height > 0 and ct.thickness > 0
+         and ct.levels >= 1 and ct.level_height > 0, "container sizes must be positive")
     li = cfg.lights
     check_range("lights.count", li.count, low=1, high=4, integer=True)
-    known = {"directional", "point", "spot"}
-    need(len(li.types) > 0 and set(li.types) <= known,
-         f"lights.types must be a non-empty subset of {sorted(known)}, got {list(li.types)}")
+    check_choice("lights.types", li.types, ("directional", "point", "spot"))
+    check_range("lights.temperature_k", li.temperature_k, low=1000.0, high=40000.0)
+    for i, f in enumerate(li.fixed):
+        need(f.get("kind") in ("directional", "point", "spot") and f.get("position") is not None,
+             f"lights.fixed[{i}] needs kind: directional|point|spot and position: [x, y, z]")
     for k in ("directional_intensity", "point_intensity", "distance"):
         check_range(f"lights.{k}", li[k], low=0.0)
     check_range("lights.elevation_deg", li.elevation_deg, low=-90.0, high=90.0)
@@ -240,6 +361,10 @@ def validate(cfg) -> None:
     need(ph.linear_velocity_threshold > 0 and ph.angular_velocity_threshold > 0,
          "physics velocity thresholds must be > 0")
     need(ph.rest_checks >= 1, "physics.rest_checks must be >= 1")
+    need(ph.max_tries >= 1, "physics.max_tries must be >= 1")
+    need(ph.explode_speed > 0, "physics.explode_speed must be > 0")
+    check_range("physics.friction", ph.friction, low=0.0)
+    check_range("physics.restitution", ph.restitution, low=0.0, high=1.0)
     need(cfg.render.shadow_map_size in (256, 512, 1024, 2048, 4096),
          f"render.shadow_map_size must be one of 256, 512, 1024, 2048, 4096, got "
          f"{cfg.render.shadow_map_size}")

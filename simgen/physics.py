@@ -46,6 +46,17 @@ def _import_pybullet():
     return pybullet
 
 
+def support_footprint(scene: SceneSpec):
+    """(xy_min, xy_max) of where objects may rest: inside the bin or shelf when there is
+    one (their walls/panels bound it), else on the floor."""
+    walls = [st for st in scene.statics if st.name.startswith(("wall", "side", "back"))]
+    if walls:
+        pts = np.array([st.pose[:2, 3] for st in walls])
+        return pts.min(axis=0), pts.max(axis=0)
+    h = scene.floor_size / 2.0
+    return np.array([-h, -h]), np.array([h, h])
+
+
 class PhysicsWorld:
     """Owns one pybullet DIRECT client. Not thread-safe; one per process."""
 
@@ -95,23 +106,40 @@ class PhysicsWorld:
         p.setGravity(0, 0, -9.81, physicsClientId=c)
         p.setPhysicsEngineParameter(fixedTimeStep=float(cfg.timestep), numSolverIterations=int(cfg.solver_iterations),
                                     deterministicOverlappingPairs=1, physicsClientId=c)
-        plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
-        floor = p.createMultiBody(0, plane, physicsClientId=c)
-        p.changeDynamics(floor, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
+        if scene.floor_enabled:
+            plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
+            floor = p.createMultiBody(0, plane, physicsClientId=c)
+            p.changeDynamics(floor, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
+        for st in scene.statics:
+            box = p.createCollisionShape(p.GEOM_BOX, halfExtents=(np.asarray(st.extents) / 2).tolist(),
+                                         physicsClientId=c)
+            body = p.createMultiBody(0, box, basePosition=st.pose[:3, 3].tolist(),
+                                     baseOrientation=matrix_to_quat_xyzw(st.pose[:3, :3]).tolist(),
+                                     physicsClientId=c)
+            p.changeDynamics(body, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
+        from .distributions import sample_float
+        from .scenes import factor_rng
+
+        rng = factor_rng(scene.seed, scene.index, "physics", scene.attempt)
         bodies: Dict[int, int] = {}
         for o in scene.objects:
-            asset = library.assets[o.asset]
+            asset = library.assets[o.asset] if o.asset in library.assets else None
+            friction = sample_float(cfg.friction, rng, "physics.friction")
+            restitution = sample_float(cfg.restitution, rng, "physics.restitution")
             shape = self._shape(library, o.asset, o.scale)
-            mass = float(asset.mass) * float(np.prod(o.scale))
+            mass = float(asset.mass if asset else 0.1) * float(np.prod(o.scale))
             body = p.createMultiBody(mass, shape, basePosition=o.pose[:3, 3].tolist(),
                                      baseOrientation=matrix_to_quat_xyzw(o.pose[:3, :3]).tolist(),
                                      physicsClientId=c)
-            fr = asset.friction if asset.friction is not None else cfg.friction
-            p.changeDynamics(body, -1, lateralFriction=float(fr),
+            fr = asset.friction if asset is not None and asset.friction is not None else friction
+            p.changeDynamics(body, -1, lateralFriction=float(fr), restitution=float(restitution),
                              rollingFriction=float(cfg.rolling_friction),
                              spinningFriction=float(cfg.rolling_friction), physicsClientId=c)
             bodies[o.instance_id] = body
         steps, calm, lin, ang = 0, 0, 0.0, 0.0
+        exploded = False
+        top = max([float(o.pose[2, 3]) for o in scene.objects] + [0.0])
+        v_limit = float(np.sqrt(2 * 9.81 * top)) + float(cfg.explode_speed)  # free fall + margin
         converged = not bodies
         while bodies and steps < cfg.max_steps:
             for _ in range(min(CHECK_EVERY, cfg.max_steps - steps)):
@@ -120,6 +148,9 @@ class PhysicsWorld:
             vel = [p.getBaseVelocity(b, physicsClientId=c) for b in bodies.values()]
             lin = max(float(np.linalg.norm(v[0])) for v in vel)
             ang = max(float(np.linalg.norm(v[1])) for v in vel)
+            if lin > v_limit:  # faster than falling from the highest start: penetration blew up
+                exploded = True
+                break
             if lin < cfg.linear_velocity_threshold and ang < cfg.angular_velocity_threshold:
                 calm += 1
                 if calm >= cfg.rest_checks:
@@ -127,15 +158,20 @@ class PhysicsWorld:
                     break
             else:
                 calm = 0
-        poses, below = {}, []
+        poses, below, fell = {}, [], []
         for iid, b in bodies.items():
             pos, quat = p.getBasePositionAndOrientation(b, physicsClientId=c)
             poses[iid] = pose_matrix(quat_xyzw_to_matrix(quat), pos)
+        lo, hi = support_footprint(scene)
         for o in scene.objects:  # sank into / fell through the floor: lowest vertex under z = 0
             v = library.visual_mesh(o.asset).vertices * np.asarray(o.scale)
             T = poses[o.instance_id]
-            if float((v @ T[:3, :3].T + T[:3, 3])[:, 2].min()) < -cfg.sink_tolerance:
+            if scene.floor_enabled and float((v @ T[:3, :3].T + T[:3, 3])[:, 2].min()) < -cfg.sink_tolerance:
                 below.append(o.instance_id)
-        report = SettleReport(converged=converged, steps=steps, max_linear_velocity=lin,
-                              max_angular_velocity=ang, below_floor=tuple(below))
+            xy = T[:2, 3]
+            if (xy < lo).any() or (xy > hi).any():
+                fell.append(o.instance_id)
+        report = SettleReport(converged=converged and not exploded, steps=steps, max_linear_velocity=lin,
+                              max_angular_velocity=ang, below_floor=tuple(below), fell_off=tuple(fell),
+                              exploded=exploded)
         return scene.with_object_poses(poses), report

@@ -7,12 +7,19 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from dataclasses import replace
+
 from .annotate import annotate
 from .assets import AssetLibrary
-from .scenes import sample_scene
+from .scenes import factor_rng, objects_in_view, sample_camera, sample_scene
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
 STAGES = ("sample", "physics", "render", "annotate", "write")
+
+
+def _has_distractors(cfg) -> bool:
+    c = cfg.distractors.count
+    return not (isinstance(c, (int, float)) and c == 0)
 
 
 def image_name(index: int) -> str:
@@ -36,6 +43,11 @@ class Pipeline:
     def __init__(self, cfg, library: Optional[AssetLibrary] = None):
         self.cfg = cfg
         self.library = library or AssetLibrary.from_sets(list(cfg.objects.asset_sets))
+        self.distractors = None
+        self.all_assets = self.library  # objects + distractors: what physics and rendering see
+        if _has_distractors(cfg):
+            self.distractors = AssetLibrary.from_sets(list(cfg.distractors.asset_sets))
+            self.all_assets = self.library.merged(self.distractors)
         self._physics = None
         self._renderer = None
 
@@ -63,23 +75,52 @@ class Pipeline:
         if self._physics is not None:
             self._physics.close()
 
+    def sample(self, index: int, attempt: int = 0) -> SceneSpec:
+        return sample_scene(self.cfg, self.library, int(self.cfg.seed), index, attempt,
+                            distractor_library=self.distractors)
+
     def settle(self, scene: SceneSpec):
-        if not self.cfg.physics.enabled or not scene.objects:
+        cfg = self.cfg
+        if not cfg.physics.enabled or not scene.objects or cfg.objects.placement in ("float", "fixed"):
             return scene, SettleReport(True, 0, 0.0, 0.0)
-        return self.physics.settle(scene, self.library, self.cfg.physics)
+        return self.physics.settle(scene, self.all_assets, cfg.physics)
+
+    def sample_and_settle(self, index: int):
+        """Sample and settle, resampling (bounded by physics.max_tries) scenes that did not
+        settle, sank, fell off their support or exploded; then make sure the camera sees at
+        least camera.min_visible_objects objects (bounded by camera.max_tries)."""
+        cfg = self.cfg
+        tries = int(cfg.physics.max_tries)
+        self._t_sample = self._t_physics = 0.0
+        for attempt in range(tries):
+            t0 = time.perf_counter()
+            scene = self.sample(index, attempt)
+            t1 = time.perf_counter()
+            scene, report = self.settle(scene)
+            self._t_sample += t1 - t0
+            self._t_physics += time.perf_counter() - t1
+            if report.valid:
+                break
+        report = replace(report, attempts=attempt + 1)
+        need = int(cfg.camera.min_visible_objects)
+        if need > 0 and cfg.objects.placement != "float":
+            for t in range(1, int(cfg.camera.max_tries) + 1):
+                if objects_in_view(scene.camera, scene.objects) >= need:
+                    break
+                cam = sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt, t))
+                scene = replace(scene, camera=cam)
+        return scene, report
 
     def make(self, index: int) -> Sample:
         t = {}
         t0 = time.perf_counter()
-        scene = sample_scene(self.cfg, self.library, int(self.cfg.seed), index)
-        t1 = time.perf_counter()
-        scene, report = self.settle(scene)
+        scene, report = self.sample_and_settle(index)
         t2 = time.perf_counter()
-        frame = self.renderer.render(scene, self.library)
+        frame = self.renderer.render(scene, self.all_assets)
         t3 = time.perf_counter()
         anns = annotate(scene, frame, int(self.cfg.annotate.min_visible_pixels))
         t4 = time.perf_counter()
-        t.update(sample=t1 - t0, physics=t2 - t1, render=t3 - t2, annotate=t4 - t3)
+        t.update(sample=self._t_sample, physics=self._t_physics, render=t3 - t2, annotate=t4 - t3)
         t.update({f"render.{k}": v for k, v in self.renderer.last_timings.items()})
         return Sample(index, image_name(index), scene, report, frame, anns, t)
 

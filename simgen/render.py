@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import zlib
 
 # Must be decided before anything imports PyOpenGL. Respect an explicit user choice.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -64,6 +65,23 @@ def _keyed_node_class(pyrender):
     return KeyedNode
 
 
+def _composite(rgba: np.ndarray, scene: SceneSpec) -> np.ndarray:
+    """Put the background behind the render. The RGBA render is premultiplied (cleared to
+    transparent, MSAA-resolved), so antialiased edges blend with the background, not black."""
+    from .textures import background_image
+
+    h, w = rgba.shape[:2]
+    if scene.background is not None:
+        bg = background_image(scene.background, w, h).astype(np.float32)
+    else:
+        bg = np.broadcast_to(np.asarray(scene.background_color, np.float32) * 255.0, (h, w, 3))
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    if alpha.min() == 1.0:
+        return np.ascontiguousarray(rgba[..., :3])
+    out = rgba[..., :3].astype(np.float32) + (1.0 - alpha) * bg
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
     """Centre and radius (metres) of a sphere around every object of the scene, or None."""
     if not scene.objects:
@@ -72,6 +90,9 @@ def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
     for o in scene.objects:
         r = float(np.linalg.norm(library.visual_mesh(o.asset).vertices, axis=1).max()) * float(np.max(o.scale))
         p = np.asarray(o.pose)[:3, 3]
+        lo, hi = np.minimum(lo, p - r), np.maximum(hi, p + r)
+    for st in scene.statics:
+        p, r = np.asarray(st.pose)[:3, 3], float(np.linalg.norm(st.extents)) / 2
         lo, hi = np.minimum(lo, p - r), np.maximum(hi, p + r)
     return (lo + hi) / 2.0, max(float(np.linalg.norm(hi - lo)) / 2.0 * 1.05, 0.05)
 
@@ -111,9 +132,9 @@ class PyrenderRenderer:
         self._Node = _keyed_node_class(pyrender)
         self._scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.2] * 3)
         self._pool: Dict[str, List[Tuple[object, object, Optional[object]]]] = {}
-        self._floor_mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[0.5, 0.5, 0.5, 1.0],
-                                                             metallicFactor=0.0, roughnessFactor=0.9)
+        self._floor_mat = None
         self._floor_node = None
+        self._statics: Dict[tuple, Tuple[object, object, object]] = {}
         self._floor_size = None
         self._cam = pyrender.IntrinsicsCamera(fx=500, fy=500, cx=320, cy=240)
         self._cam_node = self._scene.add(self._cam, pose=np.eye(4))
@@ -145,13 +166,14 @@ class PyrenderRenderer:
             # The floor cannot shadow anything above it: leaving it out of the shadow maps
             # removes a full-map draw per light (about a third of the RGB pass on llvmpipe).
             floor = self._floor_node.mesh if self._floor_node is not None else None
+            was_visible = floor is not None and floor.is_visible
             if floor is not None:
                 floor.is_visible = False
             try:
                 shadow_pass(scene, light_node, flags)
             finally:
                 if floor is not None:
-                    floor.is_visible = True
+                    floor.is_visible = was_visible
 
         inner._shadow_mapping_pass = shadow_mapping_pass
 
@@ -180,29 +202,61 @@ class PyrenderRenderer:
 
     # -- scene graph ------------------------------------------------------------------
 
+    def _uv_mesh(self, tm, smooth: bool, key: int):
+        """A single-primitive pyrender mesh with box-projected UVs (metres) and its own
+        material; geometry only (trimesh's default colours would tint the material)."""
+        from .textures import box_uv
+
+        pr = self._pr
+        pos, idx, uv = box_uv(np.asarray(tm.vertices), np.asarray(tm.faces), np.asarray(tm.face_normals))
+        if smooth:
+            nrm = np.asarray(tm.vertex_normals)[np.asarray(tm.faces)].reshape(-1, 3)
+        else:
+            nrm = np.repeat(np.asarray(tm.face_normals), 3, axis=0)
+        mat = pr.MetallicRoughnessMaterial(baseColorFactor=[0.7, 0.7, 0.7, 1.0], metallicFactor=0.0,
+                                           roughnessFactor=0.6)
+        prim = pr.Primitive(positions=pos.astype(np.float32), normals=nrm.astype(np.float32),
+                            texcoord_0=uv.astype(np.float32), indices=idx, material=mat)
+        mesh = pr.Mesh([prim])
+        node = self._Node(key=key, mesh=mesh, matrix=np.eye(4))
+        self._scene.add_node(node)
+        return mesh, node, mat
+
     def _mesh_slot(self, library: AssetLibrary, asset: str, slot: int):
         pool = self._pool.setdefault(asset, [])
         while len(pool) <= slot:
-            pr = self._pr
             tm = library.visual_mesh(asset)
             a = library.assets[asset]
             smooth = a.primitive not in _FLAT_PRIMITIVES
+            key = (1 + zlib.crc32(asset.encode()) % 100000) * 1024 + len(pool)
             if library.is_textured(asset):
-                mesh, mat = pr.Mesh.from_trimesh(tm, smooth=smooth), None
+                mesh = self._pr.Mesh.from_trimesh(tm, smooth=smooth)
+                node = self._Node(key=key, mesh=mesh, matrix=np.eye(4))
+                self._scene.add_node(node)
+                pool.append((mesh, node, None))
             else:
-                import trimesh
-
-                # Geometry only: trimesh's default vertex/face colours would tint the material.
-                bare = trimesh.Trimesh(tm.vertices, tm.faces, process=False)
-                mat = pr.MetallicRoughnessMaterial(baseColorFactor=[0.7, 0.7, 0.7, 1.0],
-                                                   metallicFactor=0.0, roughnessFactor=0.6)
-                mesh = pr.Mesh.from_trimesh(bare, material=mat, smooth=smooth)
-                mat = mesh.primitives[0].material  # from_trimesh deep-copies the material
-            node = self._Node(key=(1 + library.names.index(asset)) * 1024 + len(pool), mesh=mesh,
-                              matrix=np.eye(4))
-            self._scene.add_node(node)
-            pool.append((mesh, node, mat))
+                pool.append(self._uv_mesh(tm, smooth, key))
         return pool[slot]
+
+    def _texture(self, tex):
+        """pyrender Texture (repeat-wrapped, mipmapped) for a TextureSpec."""
+        from .textures import texture_tile
+
+        pr = self._pr
+        sampler = pr.Sampler(magFilter=pr.constants.GLTF.LINEAR,
+                             minFilter=pr.constants.GLTF.LINEAR_MIPMAP_LINEAR,
+                             wrapS=pr.constants.GLTF.REPEAT, wrapT=pr.constants.GLTF.REPEAT)
+        return pr.Texture(source=texture_tile(tex), source_channels="RGB", sampler=sampler)
+
+    def _paint(self, mat, color, metallic: float, roughness: float, tex) -> None:
+        if tex is not None:
+            mat.baseColorTexture = self._texture(tex)
+            mat.baseColorFactor = np.ones(4, dtype=np.float32)
+        else:
+            mat.baseColorTexture = None
+            mat.baseColorFactor = np.asarray(color, dtype=np.float32)
+        mat.metallicFactor = float(metallic)
+        mat.roughnessFactor = float(roughness)
 
     def _set_floor(self, scene: SceneSpec):
         if self._floor_node is None or self._floor_size != scene.floor_size:
@@ -212,12 +266,29 @@ class PyrenderRenderer:
                 self._scene.remove_node(self._floor_node)
             box = trimesh.creation.box(extents=[scene.floor_size, scene.floor_size, 0.01])
             box.apply_translation([0, 0, -0.005])
-            mesh = self._pr.Mesh.from_trimesh(box, material=self._floor_mat, smooth=False)
-            self._floor_mat = mesh.primitives[0].material  # from_trimesh deep-copies it
-            self._floor_node = self._Node(key=1023, mesh=mesh, matrix=np.eye(4))
-            self._scene.add_node(self._floor_node)
+            _, self._floor_node, self._floor_mat = self._uv_mesh(box, smooth=False, key=1023)
             self._floor_size = scene.floor_size
-        self._floor_mat.baseColorFactor = np.asarray(scene.floor_color, dtype=np.float32)
+        self._floor_node.mesh.is_visible = bool(scene.floor_enabled)
+        self._paint(self._floor_mat, scene.floor_color, 0.0, 0.9, scene.floor_texture)
+
+    def _set_statics(self, scene: SceneSpec):
+        import trimesh
+
+        for mesh, node, _ in self._statics.values():
+            mesh.is_visible = False
+            self._scene.set_pose(node, _PARKED)
+        nodes = []
+        for k, st in enumerate(scene.statics):
+            key = (st.name, tuple(np.round(np.asarray(st.extents), 6)))
+            if key not in self._statics:
+                box = trimesh.creation.box(extents=np.asarray(st.extents))
+                self._statics[key] = self._uv_mesh(box, smooth=False, key=900 + len(self._statics))
+            mesh, node, mat = self._statics[key]
+            mesh.is_visible = True
+            self._scene.set_pose(node, np.asarray(st.pose))
+            self._paint(mat, st.color, 0.0, 0.8, None)
+            nodes.append(node)
+        return nodes
 
     def _set_lights(self, scene: SceneSpec):
         pr = self._pr
@@ -280,15 +351,16 @@ class PyrenderRenderer:
             T = np.asarray(o.pose) @ np.diag([*np.asarray(o.scale), 1.0])
             self._scene.set_pose(node, T)
             if mat is not None:
-                mat.baseColorFactor = (np.asarray(o.color, dtype=np.float32) if o.color is not None
-                                       else np.array([0.7, 0.7, 0.7, 1.0], np.float32))
+                color = o.color if o.color is not None else np.array([0.7, 0.7, 0.7, 1.0], np.float32)
+                self._paint(mat, color, o.metallic, o.roughness, o.texture)
             nodes[o.instance_id] = node
         self._casters = _bounding_sphere(scene, library)
+        self._static_nodes = self._set_statics(scene)
         self._set_floor(scene)
         self._set_lights(scene)
         self._set_camera(scene)
         self._scene.ambient_light = np.full(3, scene.ambient, dtype=np.float32)
-        self._scene.bg_color = np.array([*scene.background_color, 1.0], dtype=np.float32)
+        self._scene.bg_color = np.zeros(4, dtype=np.float32)  # transparent: composited below
         return nodes
 
     # -- passes -----------------------------------------------------------------------
@@ -328,22 +400,26 @@ class PyrenderRenderer:
         if self.shadows:
             flags |= pr.RenderFlags.SHADOWS_DIRECTIONAL | pr.RenderFlags.SHADOWS_SPOT
         t1 = time.perf_counter()
-        rgb, _ = self._r.render(self._scene, flags=flags)
+        rgba, _ = self._r.render(self._scene, flags=flags | pr.RenderFlags.RGBA)
+        rgb = _composite(rgba, scene)
         t2 = time.perf_counter()
-        seg_map = {node: encode_id(i) for i, node in nodes.items()}
-        seg_map[self._floor_node] = encode_id(0)  # the floor occludes but is never labeled
+        labeled = {i: n for i, n in nodes.items() if i >= 1}
+        # Unlabeled geometry (floor, bin walls, shelves, distractors) occludes as id 0.
+        seg_map = {node: encode_id(max(i, 0)) for i, node in nodes.items()}
+        for node in [self._floor_node, *self._static_nodes]:
+            seg_map[node] = encode_id(0)
         instance, depth = self._seg(seg_map)
         t3 = time.perf_counter()
-        known = np.zeros(max(nodes, default=0) + 1, dtype=bool)
+        known = np.zeros(max(labeled, default=0) + 1, dtype=bool)
         known[0] = True
-        known[list(nodes)] = True
+        known[list(labeled)] = True
         if instance.max() >= known.size or not known[instance].all():
-            bad = sorted(set(np.unique(instance).tolist()) - set([0, *nodes]))[:5]
+            bad = sorted(set(np.unique(instance).tolist()) - set([0, *labeled]))[:5]
             raise RuntimeError(f"instance map holds unknown ids {bad}: segmentation pass blended "
                                f"samples (multisampling must be off for SEG)")
-        masks = self._unoccluded(nodes) if unoccluded else {}
+        masks = self._unoccluded(labeled) if unoccluded else {}
         depth = np.asarray(depth, dtype=np.float32)
         self.last_timings = {"scene_graph": t1 - t0, "rgb": t2 - t1, "instance_depth": t3 - t2,
                              "unoccluded": time.perf_counter() - t3}
-        return Frame(rgb=np.ascontiguousarray(rgb[..., :3]), depth=depth,
+        return Frame(rgb=rgb, depth=depth,
                      instance=instance.astype(np.int32), unoccluded=masks)

@@ -1,93 +1,303 @@
-"""Sampling a SceneSpec from the config and (seed, image index) alone.
+"""Sampling a SceneSpec from the config and (seed, image index[, attempt]) alone.
 
-Each randomized factor draws from its own stream, ``default_rng([seed, index, factor])``,
-so pinning one factor never changes what the others sample.
+Each randomized factor draws from its own stream, ``default_rng([seed, index, factor])``
+(plus the attempt number when a scene is resampled), so pinning one factor never changes
+what the others sample. Placements: ``drop`` (above the floor or into a bin, for physics),
+``shelf`` (on shelf boards), ``float`` (anywhere in front of the camera, no physics) and
+``fixed`` (every value pinned in the config).
 """
 from __future__ import annotations
+
+import math
+import zlib
+from functools import lru_cache
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .assets import AssetLibrary
-from .distributions import sample_float, sample_int
-from .geometry import intrinsics_from_fov, look_at, pose_matrix, random_rotation
-from .spec import CameraSpec, LightSpec, ObjectSpec, SceneSpec, _frozen
+from .distributions import parse, sample_float, sample_int
+from .geometry import intrinsics_from_fov, look_at, pose_matrix, project, random_rotation
+from .spec import CameraSpec, LightSpec, ObjectSpec, SceneSpec, StaticSpec, TextureSpec, _frozen
+from .textures import hsv_to_rgb, kelvin_to_rgb, list_images
 
-_FACTORS = {"objects": 1, "poses": 2, "lights": 3, "camera": 4, "materials": 5}
-
-
-def factor_rng(seed: int, index: int, factor: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(index), _FACTORS[factor]])
-
-
-def _bounding_radius(library: AssetLibrary, name: str, scale: float) -> float:
-    mesh = library.visual_mesh(name)
-    return float(np.linalg.norm(mesh.vertices, axis=1).max()) * scale
+_FACTORS = {"objects": 1, "poses": 2, "lights": 3, "camera": 4, "materials": 5, "count": 6,
+            "distractors": 7, "background": 8, "balance": 9, "physics": 10}
+# OpenCV-style look-at -> a light frame (pyrender lights shine along their -z axis).
+_LIGHT_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-def sample_scene(cfg, library: AssetLibrary, seed: int, index: int) -> SceneSpec:
-    """Sample objects (asset, scale, colour, drop pose), lights and camera for one image.
+def factor_rng(seed: int, index: int, factor: str, attempt: int = 0, *extra: int) -> np.random.Generator:
+    key = [int(seed), int(index), _FACTORS[factor]]
+    if attempt:
+        key.append(int(attempt) + 1000)
+    key.extend(int(e) for e in extra)
+    return np.random.default_rng(key)
 
-    Drop poses never overlap: each object starts above every earlier one whose bounding
-    sphere it would touch in plan view, so physics starts from a valid state.
+
+@lru_cache(maxsize=None)
+def _radius(library: AssetLibrary, name: str) -> float:
+    """Bounding-sphere radius (metres, scale 1) of an asset about its model origin."""
+    return float(np.linalg.norm(library.visual_mesh(name).vertices, axis=1).max())
+
+
+# ---- object classes ------------------------------------------------------------------
+
+class _BalancedCounts:
+    """Prefix sums of per-image object counts, so image i knows its global slot numbers.
+
+    Counts come from a stream of their own, independent of resampling attempts; the prefix
+    for image i costs O(i) once per process and is cached.
     """
-    ob = cfg.objects
-    rng_o = factor_rng(seed, index, "objects")
-    rng_p = factor_rng(seed, index, "poses")
-    rng_m = factor_rng(seed, index, "materials")
-    n = sample_int(ob.count, rng_o, "objects.count")
-    objects = []
-    placed = []  # (xy, z, radius)
-    for k in range(n):
-        name = library.names[int(rng_o.integers(len(library.names)))]
-        asset = library.assets[name]
-        s = sample_float(ob.scale, rng_o, "objects.scale")
-        radius = _bounding_radius(library, name, s)
-        r = ob.spawn_radius * np.sqrt(rng_p.random())
-        phi = rng_p.uniform(0, 2 * np.pi)
-        xy = np.array([r * np.cos(phi), r * np.sin(phi)])
-        z = radius + sample_float(ob.drop_height, rng_p, "objects.drop_height")
-        for pxy, pz, pr in placed:
-            if np.linalg.norm(xy - pxy) < radius + pr:
-                z = max(z, pz + pr + radius + 1e-3)
-        placed.append((xy, z, radius))
-        R = random_rotation(rng_p)
-        color = None
-        if ob.random_color and not library.is_textured(name):
-            hsv = (rng_m.random(), rng_m.uniform(0.35, 1.0), rng_m.uniform(0.35, 1.0))
-            color = _frozen([*_hsv_to_rgb(*hsv), 1.0], np.float32)
-        objects.append(ObjectSpec(instance_id=k + 1, asset=name, category=asset.category,
-                                  pose=_frozen(pose_matrix(R, [xy[0], xy[1], z])),
-                                  scale=_frozen([s, s, s], np.float64), color=color))
-    lights, ambient = _sample_lights(cfg.lights, factor_rng(seed, index, "lights"))
-    camera = _sample_camera(cfg.camera, factor_rng(seed, index, "camera"))
-    g = rng_m.uniform(0.25, 0.75)
-    floor = _frozen([*(g * rng_m.uniform(0.85, 1.15, 3)).clip(0, 1), 1.0], np.float32)
-    bg = _frozen(_hsv_to_rgb(rng_m.random(), rng_m.uniform(0.0, 0.3), rng_m.uniform(0.2, 0.8)), np.float32)
-    return SceneSpec(index=index, seed=seed, objects=tuple(objects), lights=lights,
-                     camera=camera, ambient=ambient, floor_color=floor, background_color=bg)
+
+    def __init__(self):
+        self._prefix: Dict[Tuple[int, str], List[int]] = {}
+
+    def start(self, cfg, seed: int, index: int) -> int:
+        key = (int(seed), repr(cfg.objects.count))
+        pre = self._prefix.setdefault(key, [0])
+        while len(pre) <= index:
+            k = len(pre) - 1
+            pre.append(pre[-1] + object_count(cfg, seed, k))
+        return pre[index]
 
 
-def _hsv_to_rgb(h: float, s: float, v: float):
-    i = int(h * 6.0) % 6
-    f = h * 6.0 - int(h * 6.0)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    return [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+_BALANCE = _BalancedCounts()
 
 
-def _sample_lights(lc, rng: np.random.Generator):
-    n = sample_int(lc.count, rng, "lights.count")
-    types = list(lc.types)
+def object_count(cfg, seed: int, index: int) -> int:
+    return sample_int(cfg.objects.count, factor_rng(seed, index, "count"), "objects.count")
+
+
+def _choose_assets(cfg, library: AssetLibrary, seed: int, index: int, n: int, rng: np.random.Generator) -> List[str]:
+    cats = library.categories
+    by_cat = {c: [a for a in library.names if library.assets[a].category == c] for c in cats}
+    if cfg.objects.balance:
+        start = _BALANCE.start(cfg, seed, index)
+        out = []
+        for j in range(n):
+            g = start + j
+            perm = np.random.default_rng([int(seed), _FACTORS["balance"], g // len(cats)]).permutation(len(cats))
+            cat = cats[int(perm[g % len(cats)])]
+            names = by_cat[cat]
+            out.append(names[int(rng.random() * len(names)) % len(names)])
+        return out
+    weights = np.array([float(cfg.objects.class_weights.get(library.assets[a].category, 1.0))
+                        / len(by_cat[library.assets[a].category]) for a in library.names])
+    if weights.sum() <= 0:
+        from .errors import ConfigError
+
+        raise ConfigError("objects.class_weights give every class weight 0 (fix: give one class a positive weight)")
+    cdf = np.cumsum(weights) / weights.sum()
+    return [library.names[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)]
+            for _ in range(n)]
+
+
+# ---- materials, textures, colours ----------------------------------------------------
+
+def _texture_spec(kind: str, colors, scale: float, rng: np.random.Generator, image_dir: Optional[str],
+                  what: str) -> Optional[TextureSpec]:
+    seed = int(rng.integers(0, 2**31 - 1))
+    angle = float(rng.uniform(0, 180))
+    if kind in ("none", "solid"):
+        return None
+    path = None
+    if kind == "image":
+        if not image_dir:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{what}=image needs an image folder (fix: set {what.rsplit('.', 1)[0]}."
+                              f"{'texture_dir' if 'materials' in what else 'image_dir'}=/path/to/images)")
+        files = list_images(image_dir, what.rsplit(".", 1)[0] + (".texture_dir" if "materials" in what else ".image_dir"))
+        path = files[int(rng.integers(len(files)))]
+    return TextureSpec(kind=kind, colors=_frozen(colors, np.float32), scale=float(scale), seed=seed,
+                       angle_deg=angle, path=path)
+
+
+def _material(mc, rng: np.random.Generator):
+    """(color (4,), metallic, roughness, texture) from materials config; fixed draw count."""
+    rgb = hsv_to_rgb(sample_float(mc.hue, rng), sample_float(mc.saturation, rng), sample_float(mc.value, rng))
+    rgb2 = hsv_to_rgb(sample_float(mc.hue, rng), sample_float(mc.saturation, rng), sample_float(mc.value, rng))
+    metallic = sample_float(mc.metallic, rng, "materials.metallic")
+    roughness = sample_float(mc.roughness, rng, "materials.roughness")
+    kind = _categorical(mc.texture, rng, "materials.texture")
+    scale = sample_float(mc.texture_scale, rng, "materials.texture_scale")
+    tex = _texture_spec(kind, [rgb, rgb2], scale, rng, mc.texture_dir, "materials.texture")
+    return _frozen([*rgb, 1.0], np.float32), metallic, roughness, tex
+
+
+def _categorical(spec, rng: np.random.Generator, name: str) -> str:
+    from .distributions import _plain
+
+    spec = _plain(spec)
+    if isinstance(spec, (list, tuple)):
+        spec = {"choice": list(spec)}
+    return str(parse(name, spec).sample(rng))
+
+
+# ---- placement -----------------------------------------------------------------------
+
+def _support_regions(cfg) -> List[Tuple[np.ndarray, np.ndarray, float]]:
+    """(xy_min, xy_max, z_top) rectangles objects are dropped onto (drop/shelf placements)."""
+    ct = cfg.container
+    if cfg.objects.placement == "shelf":
+        w, d = ct.size
+        return [(np.array([-w / 2, -d / 2]), np.array([w / 2, d / 2]), k * ct.level_height + ct.thickness)
+                for k in range(ct.levels)]
+    if ct.kind == "bin":
+        w, d = ct.size
+        return [(np.array([-w / 2, -d / 2]), np.array([w / 2, d / 2]), 0.0)]
+    r = cfg.objects.spawn_radius
+    return [(np.array([-r, -r]), np.array([r, r]), 0.0)]
+
+
+def container_statics(cfg, rng: np.random.Generator) -> Tuple[StaticSpec, ...]:
+    """Bin walls or shelf boards as unlabeled boxes (colour from ``rng``)."""
+    ct = cfg.container
+    if ct.kind == "none":
+        return ()
+    g = rng.uniform(0.3, 0.8)
+    color = _frozen([*(np.clip(g * rng.uniform(0.8, 1.2, 3), 0, 1)), 1.0], np.float32)
+    t = ct.thickness
+    w, d = ct.size
+    boxes = []
+    if ct.kind == "bin":
+        h = ct.wall_height
+        boxes = [("wall+x", [t, d + 2 * t, h], [w / 2 + t / 2, 0, h / 2]),
+                 ("wall-x", [t, d + 2 * t, h], [-w / 2 - t / 2, 0, h / 2]),
+                 ("wall+y", [w, t, h], [0, d / 2 + t / 2, h / 2]),
+                 ("wall-y", [w, t, h], [0, -d / 2 - t / 2, h / 2])]
+    else:  # shelf: boards at each level, two side panels and a back panel
+        top = ct.levels * ct.level_height
+        boxes = [(f"board{k}", [w, d, t], [0, 0, k * ct.level_height + t / 2]) for k in range(1, ct.levels)]
+        boxes += [("side+x", [t, d, top], [w / 2 + t / 2, 0, top / 2]),
+                  ("side-x", [t, d, top], [-w / 2 - t / 2, 0, top / 2]),
+                  ("back", [w + 2 * t, t, top], [0, d / 2 + t / 2, top / 2])]
+    return tuple(StaticSpec(name=n, extents=_frozen(e), pose=_frozen(pose_matrix(np.eye(3), c)), color=color)
+                 for n, e, c in boxes)
+
+
+def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator) -> List[np.ndarray]:
+    """Non-overlapping starting poses above the support regions (stacked where needed)."""
+    regions = _support_regions(cfg)
+    placed: List[Tuple[int, np.ndarray, float, float]] = []  # (region, xy, z, radius)
+    poses = []
+    for r in radii:
+        k = int(rng.integers(len(regions)))
+        lo, hi, ztop = regions[k]
+        margin = np.minimum(r, (hi - lo) / 2 * 0.999)
+        xy = rng.uniform(lo + margin, hi - margin)
+        if cfg.container.kind == "none" and cfg.objects.placement == "drop":  # a disk, not a square
+            rr = cfg.objects.spawn_radius * math.sqrt(rng.random())
+            phi = rng.uniform(0, 2 * math.pi)
+            xy = np.array([rr * math.cos(phi), rr * math.sin(phi)])
+        z = ztop + r + sample_float(cfg.objects.drop_height, rng, "objects.drop_height")
+        for pk, pxy, pz, pr in placed:
+            if pk == k and np.linalg.norm(xy - pxy) < r + pr:
+                z = max(z, pz + pr + r + 1e-3)
+        placed.append((k, xy, z, r))
+        R = random_rotation(rng)
+        if cfg.objects.placement == "shelf":  # standing: yaw only
+            yaw = math.atan2(R[1, 0], R[0, 0])
+            R = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1.0]])
+        poses.append(pose_matrix(R, [xy[0], xy[1], z]))
+    return poses
+
+
+def _float_poses(cfg, camera: CameraSpec, radii: Sequence[float], rng: np.random.Generator) -> List[np.ndarray]:
+    """Poses spread through the camera's view at float_distance, avoiding overlaps (bounded)."""
+    Kinv = np.linalg.inv(camera.K)
+    placed: List[Tuple[np.ndarray, float]] = []
+    poses = []
+    for r in radii:
+        for _ in range(50):
+            u = rng.uniform(0.05, 0.95) * camera.width
+            v = rng.uniform(0.05, 0.95) * camera.height
+            d = sample_float(cfg.objects.float_distance, rng, "objects.float_distance")
+            ray = Kinv @ [u, v, 1.0]
+            p = camera.pose[:3, :3] @ (ray / ray[2] * d) + camera.pose[:3, 3]
+            if all(np.linalg.norm(p - q) >= r + qr for q, qr in placed):
+                break
+        placed.append((p, r))
+        poses.append(pose_matrix(random_rotation(rng), p))
+    return poses
+
+
+def _euler_deg(angles) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("xyz", [float(a) for a in angles], degrees=True).as_matrix()
+
+
+# ---- camera and lights ---------------------------------------------------------------
+
+def scene_centre(cfg) -> np.ndarray:
+    ct = cfg.container
+    if ct.kind == "shelf":
+        return np.array([0.0, 0.0, ct.levels * ct.level_height / 2])
+    if ct.kind == "bin":
+        return np.array([0.0, 0.0, ct.wall_height / 2])
+    return np.zeros(3)
+
+
+def sample_camera(cfg, rng: np.random.Generator) -> CameraSpec:
+    cc = cfg.camera
+    fov = sample_float(cc.fov_deg, rng, "camera.fov_deg")
+    dist = sample_float(cc.distance, rng, "camera.distance")
+    el = math.radians(sample_float(cc.elevation_deg, rng, "camera.elevation_deg"))
+    az = math.radians(sample_float(cc.azimuth_deg, rng, "camera.azimuth_deg"))
+    roll = math.radians(sample_float(cc.roll_deg, rng, "camera.roll_deg"))
+    jitter = rng.uniform(-1.0, 1.0, 3) * cc.look_at_jitter
+    focal = None if cc.focal_length_px is None else sample_float(cc.focal_length_px, rng, "camera.focal_length_px")
+    if cc.position is not None:
+        eye, target = np.array(cc.position, float), np.array(cc.look_at, float)
+    else:
+        target = scene_centre(cfg) + jitter
+        target[2] = max(target[2], 0.0)
+        eye = target + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+    K = intrinsics_from_fov(cc.width, cc.height, fov)
+    if focal is not None:
+        K[0, 0] = K[1, 1] = focal
+    pose = look_at(eye, target)
+    if roll:
+        c, s = math.cos(roll), math.sin(roll)
+        pose = pose @ np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    return CameraSpec(width=int(cc.width), height=int(cc.height), K=_frozen(K), pose=_frozen(pose),
+                      znear=float(cc.znear), zfar=float(cc.zfar))
+
+
+def objects_in_view(camera: CameraSpec, objects: Sequence[ObjectSpec]) -> int:
+    """Number of labeled objects whose centre projects inside the image, in front of the camera."""
+    pts = np.array([o.pose[:3, 3] for o in objects if o.labeled]).reshape(-1, 3)
+    if not len(pts):
+        return 0
+    uv, z = project(np.asarray(camera.K), np.asarray(camera.pose), pts)
+    inside = (z > camera.znear) & (uv[:, 0] >= 0) & (uv[:, 0] <= camera.width - 1) & \
+        (uv[:, 1] >= 0) & (uv[:, 1] <= camera.height - 1)
+    return int(inside.sum())
+
+
+def _sample_lights(cfg, rng: np.random.Generator):
+    lc = cfg.lights
     lights = []
+    if lc.fixed:
+        for f in lc.fixed:
+            target = f.get("look_at", [0.0, 0.0, 0.0])
+            pose = look_at(list(f.position), list(target)) @ _LIGHT_FLIP
+            color = kelvin_to_rgb(float(f.get("temperature_k", 6500.0)))
+            lights.append(LightSpec(kind=str(f.kind), pose=_frozen(pose), color=_frozen(color, np.float32),
+                                    intensity=float(f.get("intensity", 2.0)), shadows=f.kind != "point"))
+        return tuple(lights), sample_float(lc.ambient, rng, "lights.ambient")
+    n = sample_int(lc.count, rng, "lights.count")
+    centre = scene_centre(cfg)
     for _ in range(n):
-        kind = types[int(rng.integers(len(types)))]
+        kind = _categorical(lc.types, rng, "lights.types")
         az = rng.uniform(0, 2 * np.pi)
         el = np.radians(sample_float(lc.elevation_deg, rng, "lights.elevation_deg"))
         dist = sample_float(lc.distance, rng, "lights.distance")
-        eye = dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-        # Light frames follow OpenGL (the light shines along its -z axis): flip a CV look-at.
-        pose = look_at(eye, [0.0, 0.0, 0.0]) @ np.diag([1.0, -1.0, -1.0, 1.0])
-        warm = rng.uniform(0.0, 1.0)
-        color = np.array([1.0, 0.9 + 0.1 * warm, 0.8 + 0.2 * warm])
+        eye = centre + dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+        pose = look_at(eye, centre) @ _LIGHT_FLIP
+        color = kelvin_to_rgb(sample_float(lc.temperature_k, rng, "lights.temperature_k"))
         key = "directional_intensity" if kind == "directional" else "point_intensity"
         intensity = sample_float(lc[key], rng, f"lights.{key}")
         lights.append(LightSpec(kind=kind, pose=_frozen(pose), color=_frozen(color, np.float32),
@@ -96,14 +306,85 @@ def _sample_lights(lc, rng: np.random.Generator):
     return tuple(lights), float(ambient)
 
 
-def _sample_camera(cc, rng: np.random.Generator) -> CameraSpec:
-    fov = sample_float(cc.fov_deg, rng, "camera.fov_deg")
-    dist = sample_float(cc.distance, rng, "camera.distance")
-    el = np.radians(sample_float(cc.elevation_deg, rng, "camera.elevation_deg"))
-    az = np.radians(sample_float(cc.azimuth_deg, rng, "camera.azimuth_deg"))
-    target = rng.uniform(-cc.look_at_jitter, cc.look_at_jitter, 3) if cc.look_at_jitter > 0 else np.zeros(3)
-    target[2] = abs(target[2])
-    eye = target + dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-    K = intrinsics_from_fov(cc.width, cc.height, fov)
-    return CameraSpec(width=int(cc.width), height=int(cc.height), K=_frozen(K),
-                      pose=_frozen(look_at(eye, target)), znear=float(cc.znear), zfar=float(cc.zfar))
+# ---- the scene -----------------------------------------------------------------------
+
+def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int = 0,
+                 distractor_library: Optional[AssetLibrary] = None) -> SceneSpec:
+    """Sample objects, distractors, fixed geometry, materials, lights, camera, floor and
+    background for one image. Drop poses never overlap at the start."""
+    ob = cfg.objects
+    rng_o = factor_rng(seed, index, "objects", attempt)
+    rng_p = factor_rng(seed, index, "poses", attempt)
+    rng_m = factor_rng(seed, index, "materials", attempt)
+    camera = sample_camera(cfg, factor_rng(seed, index, "camera", attempt))
+    specs: List[dict] = []
+    if ob.placement == "fixed":
+        for f in ob.fixed:
+            s = float(f.get("scale", 1.0))
+            specs.append({"asset": str(f.asset), "scale": s,
+                          "pose": pose_matrix(_euler_deg(f.get("rotation_deg", [0, 0, 0])), list(f.position)),
+                          "color": f.get("color")})
+    else:
+        n = object_count(cfg, seed, index)
+        for name in _choose_assets(cfg, library, seed, index, n, rng_o):
+            specs.append({"asset": name, "scale": sample_float(ob.scale, rng_o, "objects.scale")})
+    objects = _build(cfg, library, specs, camera, rng_p, rng_m, seed, index, first_id=1)
+    if distractor_library is not None:
+        rng_d = factor_rng(seed, index, "distractors", attempt)
+        m = sample_int(cfg.distractors.count, rng_d, "distractors.count")
+        dspecs = [{"asset": distractor_library.names[int(rng_d.integers(len(distractor_library.names)))],
+                   "scale": sample_float(cfg.distractors.scale, rng_d, "distractors.scale")} for _ in range(m)]
+        objects += _build(cfg, distractor_library, dspecs, camera, rng_d, rng_d, seed, index, first_id=-1)
+    lights, ambient = _sample_lights(cfg, factor_rng(seed, index, "lights", attempt))
+    rng_b = factor_rng(seed, index, "background", attempt)
+    fl = cfg.floor
+    floor_rgb = hsv_to_rgb(rng_b.random(), sample_float(fl.saturation, rng_b), sample_float(fl.value, rng_b))
+    floor_kind = _categorical(fl.texture, rng_b, "floor.texture")
+    floor_tex = _texture_spec(floor_kind, [floor_rgb, hsv_to_rgb(rng_b.random(), sample_float(fl.saturation, rng_b),
+                                                                 sample_float(fl.value, rng_b))],
+                              sample_float(fl.texture_scale, rng_b), rng_b, cfg.materials.texture_dir, "floor.texture")
+    bc = cfg.background
+    bg_rgb = hsv_to_rgb(rng_b.random(), sample_float(bc.saturation, rng_b), sample_float(bc.value, rng_b))
+    bg_rgb2 = hsv_to_rgb(rng_b.random(), sample_float(bc.saturation, rng_b), sample_float(bc.value, rng_b))
+    bg_kind = _categorical(bc.kind, rng_b, "background.kind")
+    bg_tex = _texture_spec(bg_kind, [bg_rgb, bg_rgb2], sample_float(bc.scale, rng_b), rng_b, bc.image_dir,
+                           "background.kind")
+    statics = container_statics(cfg, rng_b)
+    return SceneSpec(index=index, seed=seed, objects=tuple(objects), lights=lights, camera=camera,
+                     ambient=ambient, floor_color=_frozen([*floor_rgb, 1.0], np.float32),
+                     background_color=_frozen(bg_rgb, np.float32), floor_size=float(fl.size),
+                     floor_enabled=bool(fl.enabled), floor_texture=floor_tex, background=bg_tex,
+                     statics=statics, attempt=attempt)
+
+
+def _build(cfg, library: AssetLibrary, specs: List[dict], camera: CameraSpec, rng_p, rng_m,
+           seed: int, index: int, first_id: int) -> Tuple[ObjectSpec, ...]:
+    ob = cfg.objects
+    radii = [_radius(library, s["asset"]) * s["scale"] for s in specs]
+    if ob.placement == "fixed" and first_id > 0:
+        poses = [s["pose"] for s in specs]
+    elif ob.placement == "float":
+        poses = _float_poses(cfg, camera, radii, rng_p)
+    else:
+        poses = _drop_poses(cfg, radii, rng_p)
+    out = []
+    step = 1 if first_id > 0 else -1
+    for k, (s, pose) in enumerate(zip(specs, poses)):
+        name = s["asset"]
+        asset = library.assets[name]
+        color, metallic, roughness, tex = None, 0.0, 0.6, None
+        if cfg.materials.per == "class":
+            mrng = np.random.default_rng([int(seed), int(index), _FACTORS["materials"],
+                                          zlib.crc32(asset.category.encode())])
+        else:
+            mrng = rng_m
+        mat = _material(cfg.materials, mrng)  # always drawn: keeps the stream aligned
+        if s.get("color") is not None:
+            c = list(s["color"])
+            color = _frozen([*c[:3], c[3] if len(c) > 3 else 1.0], np.float32)
+        elif ob.random_color and not library.is_textured(name):
+            color, metallic, roughness, tex = mat
+        out.append(ObjectSpec(instance_id=first_id + step * k, asset=name, category=asset.category,
+                              pose=_frozen(pose), scale=_frozen([s["scale"]] * 3, np.float64), color=color,
+                              metallic=float(metallic), roughness=float(roughness), texture=tex))
+    return tuple(out)

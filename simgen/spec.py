@@ -18,13 +18,30 @@ def _frozen(a, dtype=None) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ObjectSpec:
-    """One labeled object instance.
+class TextureSpec:
+    """A procedural or file image. kind: 'noise' | 'checker' | 'stripes' | 'gradient' |
+    'image'; colors: (2, 3) float32 RGB in [0, 1]; scale: pattern repeats per metre (objects)
+    or per image (backgrounds); seed: the pattern's own seed; path: for kind 'image'."""
 
-    instance_id: unique per image, >= 1 (its value in the instance map).
+    kind: str
+    colors: np.ndarray
+    scale: float = 10.0
+    seed: int = 0
+    angle_deg: float = 0.0
+    path: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object instance.
+
+    instance_id: unique per image; >= 1 for labeled objects (their value in the instance
+    map), <= -1 for distractors (unlabeled: drawn as 0 in the instance map, still occlude).
     pose: (4, 4) float64 object-to-world transform, metres.
     scale: (3,) float64 multiplier applied to the asset's mesh in metres (model frame).
     color: (4,) float32 RGBA base colour in [0, 1], or None to keep the asset's texture.
+    metallic, roughness: PBR factors in [0, 1] (ignored when the asset keeps its texture).
+    texture: a procedural/file texture mapped with box projection, or None.
     """
 
     instance_id: int
@@ -33,6 +50,13 @@ class ObjectSpec:
     pose: np.ndarray
     scale: np.ndarray
     color: Optional[np.ndarray] = None
+    metallic: float = 0.0
+    roughness: float = 0.6
+    texture: Optional[TextureSpec] = None
+
+    @property
+    def labeled(self) -> bool:
+        return self.instance_id >= 1
 
     def with_pose(self, pose: np.ndarray) -> "ObjectSpec":
         return replace(self, pose=_frozen(pose, np.float64))
@@ -64,6 +88,17 @@ class CameraSpec:
 
 
 @dataclass(frozen=True)
+class StaticSpec:
+    """Unlabeled fixed geometry (bin walls, shelf boards): a box. extents (3,) metres;
+    pose (4,4) box-to-world; color (4,) RGBA. Occludes, casts shadows, collides."""
+
+    name: str
+    extents: np.ndarray
+    pose: np.ndarray
+    color: np.ndarray
+
+
+@dataclass(frozen=True)
 class SceneSpec:
     """Everything needed to simulate and render one image, sampled from (seed, index)."""
 
@@ -76,6 +111,15 @@ class SceneSpec:
     floor_color: np.ndarray = field(default_factory=lambda: _frozen([0.5, 0.5, 0.5, 1.0], np.float32))
     background_color: np.ndarray = field(default_factory=lambda: _frozen([0.0, 0.0, 0.0], np.float32))
     floor_size: float = 4.0  # metres, square, top surface at z = 0
+    floor_enabled: bool = True
+    floor_texture: Optional[TextureSpec] = None
+    background: Optional[TextureSpec] = None  # None: solid background_color
+    statics: Tuple[StaticSpec, ...] = ()
+    attempt: int = 0  # resampling round that produced this scene (0 = first)
+
+    @property
+    def labeled(self) -> Tuple[ObjectSpec, ...]:
+        return tuple(o for o in self.objects if o.labeled)
 
     def with_object_poses(self, poses: Dict[int, np.ndarray]) -> "SceneSpec":
         objs = tuple(o.with_pose(poses[o.instance_id]) if o.instance_id in poses else o
@@ -93,8 +137,17 @@ class SettleReport:
     max_angular_velocity: float
     below_floor: Tuple[int, ...] = ()  # instance ids whose centre ended below the floor
 
+    fell_off: Tuple[int, ...] = ()  # left the support area (floor, bin)
+    exploded: bool = False  # some body exceeded the explosion speed
+    attempts: int = 1  # scenes sampled to get this one (resampled after failed checks)
+
+    @property
+    def valid(self) -> bool:
+        return self.converged and not self.below_floor and not self.fell_off and not self.exploded
+
     def as_dict(self) -> dict:
-        return {"converged": bool(self.converged), "steps": int(self.steps),
+        return {"converged": bool(self.converged), "steps": int(self.steps), "attempts": int(self.attempts),
+                "exploded": bool(self.exploded), "fell_off": [int(i) for i in self.fell_off],
                 "max_linear_velocity": round(float(self.max_linear_velocity), 6),
                 "max_angular_velocity": round(float(self.max_angular_velocity), 6),
                 "below_floor": [int(i) for i in self.below_floor]}

@@ -1,0 +1,162 @@
+"""Procedural images (pure numpy + OpenCV): object textures, floor textures and backgrounds,
+plus colour helpers (HSV, black-body colour temperature).
+
+Every image is a pure function of its TextureSpec (which carries its own seed), so it can be
+regenerated anywhere. Object textures are made periodic so that UV repeat shows no seams.
+"""
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from typing import List, Tuple
+
+import numpy as np
+
+from .errors import AssetError
+from .spec import TextureSpec
+
+PROCEDURAL = ("noise", "checker", "stripes", "gradient")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def hsv_to_rgb(h: float, s: float, v: float) -> List[float]:
+    """h, s, v in [0, 1] -> [r, g, b] in [0, 1]."""
+    h = (h % 1.0) * 6.0
+    i = int(h) % 6
+    f = h - int(h)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    return list([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
+
+
+def kelvin_to_rgb(kelvin: float) -> np.ndarray:
+    """Colour of a black body at ``kelvin`` (1000..40000 K) as linear-ish RGB in [0, 1],
+    normalised so the brightest channel is 1 (a fit to Mitchell Charity's blackbody table)."""
+    t = min(max(float(kelvin), 1000.0), 40000.0) / 100.0
+    r = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
+    if t <= 66:
+        g = 99.4708025861 * math.log(t) - 161.1195681661
+    else:
+        g = 288.1221695283 * (t - 60) ** -0.0755148492
+    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307)
+    rgb = np.clip(np.array([r, g, b]) / 255.0, 0.0, 1.0)
+    return rgb / rgb.max()
+
+
+def _periodic_noise(rng: np.random.Generator, size: int, base: float, octaves: int = 4) -> np.ndarray:
+    """(size, size) float in [0, 1], tileable: band-limited noise from random Fourier phases,
+    with features about ``size / base`` pixels wide."""
+    out = np.zeros((size, size))
+    f = np.fft.fftfreq(size) * size
+    fx, fy = np.meshgrid(f, f)
+    radius = np.hypot(fx, fy)
+    phases = np.exp(2j * np.pi * rng.random((size, size)))
+    for o in range(octaves):
+        lo, hi = base * 2 ** o, base * 2 ** (o + 1)
+        band = (radius >= lo) & (radius < hi)
+        if not band.any():
+            continue
+        layer = np.real(np.fft.ifft2(band * phases))
+        layer /= np.abs(layer).max() + 1e-12
+        out += layer / (o + 1)
+    out -= out.min()
+    return out / (out.max() + 1e-12)
+
+
+def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator) -> np.ndarray:
+    """(size, size) float mix factor in [0, 1] between tex.colors[0] and tex.colors[1];
+    the pattern repeats ``reps`` times across (rounded so that the square tiles)."""
+    n = max(1, int(round(reps)))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    u, v = (xx + 0.5) / size, (yy + 0.5) / size
+    a = math.radians(tex.angle_deg)
+    if tex.kind == "checker":
+        return ((np.floor(u * n) + np.floor(v * n)) % 2).astype(np.float64)
+    if tex.kind == "stripes":  # axis-aligned so the tile stays periodic
+        along = u if math.cos(a) ** 2 >= 0.5 else v
+        return (np.floor(along * 2 * n) % 2).astype(np.float64)
+    if tex.kind == "gradient":
+        along = u if math.cos(a) ** 2 >= 0.5 else v
+        return np.abs(2 * ((along * n) % 1.0) - 1.0)  # triangle wave: no seams
+    if tex.kind == "noise":
+        return _periodic_noise(rng, size, base=float(n))
+    raise ValueError(f"unknown procedural texture {tex.kind!r}")
+
+
+def _mix(tex: TextureSpec, m: np.ndarray) -> np.ndarray:
+    c = np.asarray(tex.colors, dtype=np.float64)
+    img = (1 - m)[..., None] * c[0] + m[..., None] * c[1]
+    return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+
+
+def texture_tile(tex: TextureSpec, size: int = 512) -> np.ndarray:
+    """(size, size, 3) uint8 tile covering one metre of box-projected UV space: the pattern
+    repeats ``tex.scale`` times per metre. Images are used as they are (one per metre)."""
+    rng = np.random.default_rng(tex.seed)
+    if tex.kind == "image":
+        return load_image(tex.path, size, size, rng)
+    return _mix(tex, _pattern(tex, size, tex.scale, rng))
+
+
+def background_image(tex: TextureSpec, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 background; patterns repeat ``tex.scale`` times across."""
+    rng = np.random.default_rng(tex.seed)
+    if tex.kind == "image":
+        return load_image(tex.path, width, height, rng)
+    side = max(width, height)
+    if tex.kind == "gradient":  # one smooth ramp across the image reads better than a tiling
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+        a = math.radians(tex.angle_deg)
+        along = xx * math.cos(a) + yy * math.sin(a)
+        m = (along - along.min()) / max(float(along.max() - along.min()), 1e-9)
+        return _mix(tex, m)
+    return _mix(tex, _pattern(tex, side, tex.scale, rng)[:height, :width])
+
+
+@lru_cache(maxsize=64)
+def _read_rgb(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise AssetError(f"image '{path}' cannot be read ({type(exc).__name__}); replace or remove it") from None
+
+
+def load_image(path: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of ``path`` with the target aspect ratio, resized to (height, width, 3)."""
+    import cv2
+
+    img = _read_rgb(path)
+    h, w = img.shape[:2]
+    target = width / height
+    cw, ch = (w, int(round(w / target))) if w / h < target else (int(round(h * target)), h)
+    cw, ch = max(1, min(cw, w)), max(1, min(ch, h))
+    x0 = int(rng.integers(0, w - cw + 1))
+    y0 = int(rng.integers(0, h - ch + 1))
+    crop = img[y0:y0 + ch, x0:x0 + cw]
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def list_images(folder: str, what: str) -> Tuple[str, ...]:
+    """Sorted image files of ``folder``; a ConfigError naming ``what`` if there are none."""
+    from .errors import ConfigError
+
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{what} '{folder}' is not a folder (fix: give a folder of images or null)")
+    files = tuple(sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                         if f.lower().endswith(IMAGE_EXTS)))
+    if not files:
+        raise ConfigError(f"{what} '{folder}' holds no images ({', '.join(IMAGE_EXTS)})")
+    return files
+
+
+def box_uv(vertices: np.ndarray, faces: np.ndarray, face_normals: np.ndarray):
+    """Box-projected UVs in metres: each face takes the two coordinates orthogonal to its
+    dominant normal axis. Returns (unmerged vertices (3F,3), faces (F,3), uv (3F,2))."""
+    axis = np.argmax(np.abs(face_normals), axis=1)
+    keep = np.array([[1, 2], [0, 2], [0, 1]])[axis]  # (F, 2)
+    v = vertices[faces]  # (F, 3, 3)
+    uv = np.take_along_axis(v, np.repeat(keep[:, None, :], 3, axis=1), axis=2)  # (F, 3, 2)
+    return v.reshape(-1, 3), np.arange(len(faces) * 3).reshape(-1, 3), uv.reshape(-1, 2)
