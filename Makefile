@@ -23,6 +23,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py
+	$(PY) bench/templates.py
 
 clean:
 	rm -rf out build dist *.egg-info

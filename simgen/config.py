@@ -21,16 +21,24 @@ from .errors import ConfigError
 # --------------------------------------------------------------------------------------
 
 
+def dist(default):
+    """A field holding a distribution spec. Its default is filled in after composition
+    (:func:`fill_defaults`): a None default lets a template or the command line put a list
+    where the default is a number, or a dict where it is a list, without OmegaConf trying
+    to merge the two."""
+    return field(default=None, metadata={"dist_default": default})
+
+
 @dataclass
 class CameraConfig:
     width: int = 640  # pixels
     height: int = 480  # pixels
-    fov_deg: Any = 50.0  # vertical field of view, degrees; number or [low, high]
-    distance: Any = field(default_factory=lambda: [0.9, 1.5])  # metres from look-at point
-    elevation_deg: Any = field(default_factory=lambda: [30.0, 70.0])  # above the ground plane
-    azimuth_deg: Any = field(default_factory=lambda: [0.0, 360.0])
+    fov_deg: Any = dist(50.0)  # vertical field of view, degrees; number or [low, high]
+    distance: Any = dist([0.9, 1.5])  # metres from look-at point
+    elevation_deg: Any = dist([30.0, 70.0])  # above the ground plane
+    azimuth_deg: Any = dist([0.0, 360.0])
     look_at_jitter: float = 0.05  # metres, uniform in a cube around the spawn centre
-    roll_deg: Any = 0.0  # rotation about the optical axis
+    roll_deg: Any = dist(0.0)  # rotation about the optical axis
     focal_length_px: Any = None  # when set, overrides fov_deg (fx = fy, pixels)
     min_visible_objects: int = 0  # resample the camera until this many object centres are in view
     max_tries: int = 20  # camera resampling cap for min_visible_objects
@@ -42,14 +50,14 @@ class CameraConfig:
 
 @dataclass
 class ObjectsConfig:
-    count: Any = field(default_factory=lambda: [3, 15])  # labeled objects per image
+    count: Any = dist([3, 15])  # labeled objects per image
     asset_sets: List[str] = field(default_factory=lambda: ["primitives", "pybullet"])
-    scale: Any = field(default_factory=lambda: [0.8, 1.25])  # times the asset's nominal size
+    scale: Any = dist([0.8, 1.25])  # times the asset's nominal size
     spawn_radius: float = 0.25  # metres: drop positions lie in this disk around the origin
-    drop_height: Any = field(default_factory=lambda: [0.02, 0.15])  # metres above the floor
+    drop_height: Any = dist([0.02, 0.15])  # metres above the floor
     random_color: bool = True  # untextured assets get a random base colour (see materials)
     placement: str = "drop"  # drop (physics) | float (in front of the camera) | shelf | fixed
-    float_distance: Any = field(default_factory=lambda: [0.5, 1.4])  # float: metres from the camera
+    float_distance: Any = dist([0.5, 1.4])  # float: metres from the camera
     class_weights: Dict[str, float] = field(default_factory=dict)  # category -> weight (default 1)
     balance: bool = False  # every class gets about the same number of instances over the dataset
     fixed: List[Any] = field(default_factory=list)  # placement=fixed: [{asset, position, rotation_deg, scale, color}]
@@ -57,20 +65,20 @@ class ObjectsConfig:
 
 @dataclass
 class DistractorsConfig:
-    count: Any = 0  # unlabeled objects per image: they occlude and cast shadows, never labeled
+    count: Any = dist(0)  # unlabeled objects per image: they occlude and cast shadows, never labeled
     asset_sets: List[str] = field(default_factory=lambda: ["primitives"])
-    scale: Any = field(default_factory=lambda: [0.5, 1.5])
+    scale: Any = dist([0.5, 1.5])
 
 
 @dataclass
 class MaterialsConfig:
-    hue: Any = field(default_factory=lambda: [0.0, 1.0])
-    saturation: Any = field(default_factory=lambda: [0.35, 1.0])
-    value: Any = field(default_factory=lambda: [0.35, 1.0])
-    metallic: Any = 0.0
-    roughness: Any = field(default_factory=lambda: [0.3, 0.9])
-    texture: Any = "none"  # none | noise | checker | stripes | gradient | image, or a {choice: ...}
-    texture_scale: Any = field(default_factory=lambda: [8.0, 30.0])  # pattern repeats per metre
+    hue: Any = dist([0.0, 1.0])
+    saturation: Any = dist([0.35, 1.0])
+    value: Any = dist([0.35, 1.0])
+    metallic: Any = dist(0.0)
+    roughness: Any = dist([0.3, 0.9])
+    texture: Any = dist("none")  # none | noise | checker | stripes | gradient | image, or a {choice: ...}
+    texture_scale: Any = dist([8.0, 30.0])  # pattern repeats per metre
     texture_dir: Optional[str] = None  # images for texture=image
     per: str = "object"  # object: each instance its own material; class: one per class and image
 
@@ -79,18 +87,18 @@ class MaterialsConfig:
 class FloorConfig:
     enabled: bool = True
     size: float = 4.0  # metres, square, top at z = 0
-    value: Any = field(default_factory=lambda: [0.25, 0.75])  # HSV value (brightness)
-    saturation: Any = field(default_factory=lambda: [0.0, 0.15])
-    texture: Any = "none"  # as materials.texture
-    texture_scale: Any = field(default_factory=lambda: [2.0, 8.0])
+    value: Any = dist([0.25, 0.75])  # HSV value (brightness)
+    saturation: Any = dist([0.0, 0.15])
+    texture: Any = dist("none")  # as materials.texture
+    texture_scale: Any = dist([2.0, 8.0])
 
 
 @dataclass
 class BackgroundConfig:
-    kind: Any = "solid"  # solid | gradient | noise | checker | stripes | image, or a {choice: ...}
-    value: Any = field(default_factory=lambda: [0.2, 0.8])
-    saturation: Any = field(default_factory=lambda: [0.0, 0.3])
-    scale: Any = field(default_factory=lambda: [2.0, 12.0])  # pattern repeats across the image
+    kind: Any = dist("solid")  # solid | gradient | noise | checker | stripes | image, or a {choice: ...}
+    value: Any = dist([0.2, 0.8])
+    saturation: Any = dist([0.0, 0.3])
+    scale: Any = dist([2.0, 12.0])  # pattern repeats across the image
     image_dir: Optional[str] = None  # images for kind=image (random crops)
 
 
@@ -106,14 +114,14 @@ class ContainerConfig:
 
 @dataclass
 class LightsConfig:
-    count: Any = field(default_factory=lambda: [1, 4])
-    types: Any = field(default_factory=lambda: ["directional", "point", "spot"])  # or {choice: ..., weights: ...}
-    temperature_k: Any = field(default_factory=lambda: [3000.0, 7500.0])  # colour temperature, Kelvin
-    directional_intensity: Any = field(default_factory=lambda: [0.5, 2.0])  # lux
-    point_intensity: Any = field(default_factory=lambda: [1.0, 6.0])  # candela
-    distance: Any = field(default_factory=lambda: [1.5, 3.0])  # metres (point/spot)
-    elevation_deg: Any = field(default_factory=lambda: [35.0, 85.0])
-    ambient: Any = field(default_factory=lambda: [0.1, 0.3])
+    count: Any = dist([1, 4])
+    types: Any = dist(["directional", "point", "spot"])  # or {choice: ..., weights: ...}
+    temperature_k: Any = dist([3000.0, 7500.0])  # colour temperature, Kelvin
+    directional_intensity: Any = dist([0.5, 2.0])  # lux
+    point_intensity: Any = dist([1.0, 6.0])  # candela
+    distance: Any = dist([1.5, 3.0])  # metres (point/spot)
+    elevation_deg: Any = dist([35.0, 85.0])
+    ambient: Any = dist([0.1, 0.3])
     fixed: List[Any] = field(default_factory=list)  # [{kind, position, look_at, intensity, temperature_k}]
 
 
@@ -127,8 +135,8 @@ class PhysicsConfig:
     angular_velocity_threshold: float = 0.1  # rad/s: ... and below this
     sink_tolerance: float = 0.01  # metres below the floor before an object counts as sunk
     rest_checks: int = 5  # ... for this many consecutive checks (one check every 10 steps)
-    friction: Any = 0.6  # objects' lateral friction unless their asset sets one
-    restitution: Any = 0.05
+    friction: Any = dist(0.6)  # objects' lateral friction unless their asset sets one
+    restitution: Any = dist(0.05)
     max_tries: int = 3  # resample scenes that fail a check (not settled, sunk, fell off, exploded)
     explode_speed: float = 3.0  # m/s above the free-fall speed from the highest start: exploded
     rolling_friction: float = 0.002  # also spinning friction: stops balls rolling forever
@@ -170,6 +178,11 @@ class SimGenConfig:
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
 
+_SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "distractors": DistractorsConfig,
+             "materials": MaterialsConfig, "floor": FloorConfig, "background": BackgroundConfig,
+             "container": ContainerConfig, "lights": LightsConfig, "physics": PhysicsConfig,
+             "render": RenderConfig, "annotate": AnnotateConfig}
+
 # Keys that do not change a single output byte: a resumed run may change them freely.
 NON_OUTPUT_KEYS = ("workers", "overwrite", "progress", "output_dir")
 
@@ -195,24 +208,109 @@ def register_schema() -> None:
 def compose(overrides: Optional[List[str]] = None):
     """Compose the run config from packaged configs + overrides; raise ConfigError on bad input.
 
-    Returns an OmegaConf DictConfig typed by :class:`SimGenConfig` (validated).
+    Overrides whose value is a list or a dict (``objects.scale={normal:[1,0.1]}``) replace the
+    node instead of merging into it, so a distribution can change shape (number, range,
+    dict) wherever it was set before. Returns an OmegaConf DictConfig typed by
+    :class:`SimGenConfig` (validated).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
 
     register_schema()
     overrides = list(overrides or [])
+    hydra_overrides, replace = _split_overrides(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="simgen.conf", version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
+            cfg = hydra_compose(config_name="config", overrides=hydra_overrides)
+        for key, value in replace:
+            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+                raise ConfigError(f"unknown config key '{key}' (fix: check the spelling; `simgen --cfg` "
+                                  f"prints every key)")
+            OmegaConf.update(cfg, key, value, merge=False)
+        fill_defaults(cfg)
+    except ConfigError:
+        raise
     except Exception as exc:  # Hydra/OmegaConf raise many types; translate all of them.
         raise ConfigError(_explain_hydra_error(exc, overrides)) from None
     finally:
         GlobalHydra.instance().clear()
+        import shutil
+
+        while _TEMP_ROOTS:
+            shutil.rmtree(_TEMP_ROOTS.pop(), ignore_errors=True)
     validate(cfg)
     return cfg
+
+
+_MISSING = object()
+_TEMP_ROOTS: List[str] = []  # private scene folders made for this compose() call
+
+
+def _split_overrides(overrides: List[str]):
+    """(overrides for Hydra, [(key, python value)] to apply with replace semantics)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot parse the command line overrides: {first} (fix: key=value, "
+                          f"quote values with spaces)") from None
+    keep, replace = [], []
+    for text, ov in zip(overrides, parsed):
+        if ov.key_or_group.startswith("hydra."):
+            keep.append(text)
+            continue
+        if ov.key_or_group == "scene" and isinstance(ov.value(), str) and ov.value().endswith((".yaml", ".yml")):
+            keep.extend(_user_scene(ov.value()))
+            continue
+        if ov.is_sweep_override():
+            raise ConfigError(f"'{text}' is a sweep; simgen makes one dataset per command (fix: give "
+                              f"one value, or a distribution such as {{choice: [a, b]}})")
+        value = ov.value() if ov.type == OverrideType.CHANGE and ov.package is None else None
+        if isinstance(value, (list, dict)) and ov.key_or_group != "scene":
+            replace.append((ov.key_or_group, value))
+        else:
+            keep.append(text)
+    return keep, replace
+
+
+def _user_scene(path: str) -> List[str]:
+    """Overrides that load a scene template from any file: Hydra finds group options only
+    under ``<search path>/scene/``, so expose the file there through a private folder."""
+    import os
+    import tempfile
+
+    full = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(full):
+        raise ConfigError(f"scene file '{path}' not found (fix: give an existing YAML file, or a "
+                          f"built-in scene: {', '.join(_available_scenes())})")
+    name = os.path.splitext(os.path.basename(full))[0]
+    root = tempfile.mkdtemp(prefix="simgen-scene-")
+    _TEMP_ROOTS.append(root)
+    os.makedirs(os.path.join(root, "scene"))
+    with open(full, "rb") as src, open(os.path.join(root, "scene", f"{name}.yaml"), "wb") as dst:
+        dst.write(src.read())
+    return [f"hydra.searchpath=[file://{root}]", f"scene={name}"]
+
+
+def fill_defaults(cfg, schema=None, prefix: str = "") -> None:
+    """Give every distribution field still None its schema default (see :func:`dist`)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    schema = schema or SimGenConfig
+    for f in dataclasses.fields(schema):
+        if "dist_default" in f.metadata and cfg[f.name] is None:
+            OmegaConf.update(cfg, f.name, f.metadata["dist_default"], merge=False)
+    if schema is SimGenConfig:
+        for name, sub in _SECTIONS.items():
+            fill_defaults(cfg[name], sub, f"{name}.")
 
 
 def _available_scenes() -> List[str]:

@@ -47,12 +47,12 @@ def _import_pybullet():
 
 
 def support_footprint(scene: SceneSpec):
-    """(xy_min, xy_max) of where objects may rest: inside the bin or shelf when there is
-    one (their walls/panels bound it), else on the floor."""
-    walls = [st for st in scene.statics if st.name.startswith(("wall", "side", "back"))]
-    if walls:
-        pts = np.array([st.pose[:2, 3] for st in walls])
-        return pts.min(axis=0), pts.max(axis=0)
+    """(xy_min, xy_max) of where objects may rest: within the bin's or shelf's outline when
+    there is one, else on the floor."""
+    if scene.statics:
+        lo = np.min([st.pose[:2, 3] - np.asarray(st.extents[:2]) / 2 for st in scene.statics], axis=0)
+        hi = np.max([st.pose[:2, 3] + np.asarray(st.extents[:2]) / 2 for st in scene.statics], axis=0)
+        return lo, hi
     h = scene.floor_size / 2.0
     return np.array([-h, -h]), np.array([h, h])
 

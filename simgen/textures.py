@@ -79,8 +79,19 @@ def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator)
         along = u if math.cos(a) ** 2 >= 0.5 else v
         return np.abs(2 * ((along * n) % 1.0) - 1.0)  # triangle wave: no seams
     if tex.kind == "noise":
-        return _periodic_noise(rng, size, base=float(n))
+        # A few base fields per (size, frequency), varied by a periodic shift and a
+        # transpose: stays tileable, costs no FFT per image.
+        bank = _noise_bank(size, n)
+        field = bank[int(rng.integers(len(bank)))]
+        field = np.roll(field, (int(rng.integers(size)), int(rng.integers(size))), axis=(0, 1))
+        return field.T if rng.random() < 0.5 else field
     raise ValueError(f"unknown procedural texture {tex.kind!r}")
+
+
+@lru_cache(maxsize=64)
+def _noise_bank(size: int, base: int, count: int = 4) -> Tuple[np.ndarray, ...]:
+    return tuple(_periodic_noise(np.random.default_rng([size, base, k]), size, float(base))
+                 for k in range(count))
 
 
 def _mix(tex: TextureSpec, m: np.ndarray) -> np.ndarray:
@@ -89,7 +100,7 @@ def _mix(tex: TextureSpec, m: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
 
 
-def texture_tile(tex: TextureSpec, size: int = 512) -> np.ndarray:
+def texture_tile(tex: TextureSpec, size: int = 256) -> np.ndarray:
     """(size, size, 3) uint8 tile covering one metre of box-projected UV space: the pattern
     repeats ``tex.scale`` times per metre. Images are used as they are (one per metre)."""
     rng = np.random.default_rng(tex.seed)

@@ -1,0 +1,153 @@
+"""Scene sampling: each randomizer varies what it should and nothing else, pinned values are
+honoured exactly, balanced classes, and resampling bounds. No rendering here."""
+import numpy as np
+import pytest
+
+from simgen.assets import AssetLibrary
+from simgen.config import compose
+from simgen.pipeline import Pipeline
+from simgen.scenes import object_count, objects_in_view, sample_scene
+from simgen.textures import kelvin_to_rgb
+
+LIB = AssetLibrary.from_sets(["primitives", "pybullet"])
+
+
+def scene(overrides, index=0, seed=0):
+    return sample_scene(compose(overrides), LIB, seed, index)
+
+
+def parts(sc):
+    """The scene split by factor, as comparable bytes."""
+    obj = [(o.asset, o.scale.tobytes()) for o in sc.objects]
+    poses = [o.pose.tobytes() for o in sc.objects]
+    mats = [(None if o.color is None else o.color.tobytes(), o.metallic, o.roughness,
+             None if o.texture is None else (o.texture.kind, o.texture.seed)) for o in sc.objects]
+    lights = [(l.kind, l.pose.tobytes(), l.color.tobytes(), l.intensity) for l in sc.lights] + [sc.ambient]
+    cam = (sc.camera.K.tobytes(), sc.camera.pose.tobytes())
+    bg = (sc.floor_color.tobytes(), sc.background_color.tobytes(),
+          None if sc.background is None else sc.background.kind)
+    return {"objects": obj, "poses": poses, "materials": mats, "lights": lights, "camera": cam, "background": bg}
+
+
+@pytest.mark.parametrize("override,changes", [
+    ("camera.fov_deg=[20,80]", {"camera"}),
+    ("camera.roll_deg=[-40,40]", {"camera"}),
+    ("lights.count=[3,4]", {"lights"}),
+    ("lights.temperature_k=[1500,2000]", {"lights"}),
+    ("materials.roughness=[0.0,0.1]", {"materials"}),
+    ("materials.texture=checker", {"materials"}),
+    ("background.kind=noise", {"background"}),
+    ("floor.value=[0.9,1.0]", {"background"}),
+    ("objects.drop_height=[0.5,0.6]", {"poses"}),
+    ("objects.scale=[1.5,2.0]", {"objects", "poses"}),  # bigger objects start higher
+])
+def test_one_randomizer_changes_only_its_factor(override, changes):
+    seen = set()
+    for index in range(4):
+        a, b = parts(scene([], index)), parts(scene([override], index))
+        differ = {k for k in a if a[k] != b[k]}
+        assert differ <= changes, (override, differ)
+        seen |= differ
+    assert seen, override  # and it does change what it should
+
+
+def test_pinned_values_are_honoured():
+    sc = scene(["camera.fov_deg=40", "camera.roll_deg=0", "objects.scale=1.1", "objects.count=7",
+                "lights.count=2", "lights.types=[spot]", "lights.temperature_k=6500",
+                "lights.point_intensity=3.5", "lights.ambient=0.25", "materials.metallic=0.3",
+                "materials.roughness=0.45"])
+    assert len(sc.objects) == 7 and all(np.allclose(o.scale, 1.1) for o in sc.objects)
+    assert sc.camera.K[1, 1] == pytest.approx(0.5 * 480 / np.tan(np.radians(20)))
+    assert [l.kind for l in sc.lights] == ["spot", "spot"] and all(l.intensity == 3.5 for l in sc.lights)
+    assert all(np.allclose(l.color, kelvin_to_rgb(6500)) for l in sc.lights) and sc.ambient == 0.25
+    for o in sc.objects:
+        if o.color is not None:
+            assert (o.metallic, o.roughness) == (pytest.approx(0.3), pytest.approx(0.45))
+
+
+def test_fixed_template_is_the_same_for_every_seed_and_index():
+    cfg = compose(["scene=fixed"])
+    ref = parts(sample_scene(cfg, LIB, 0, 0))
+    for seed, index in [(1, 0), (5, 17), (123, 999)]:
+        assert parts(sample_scene(cfg, LIB, seed, index)) == ref
+    sc = sample_scene(cfg, LIB, 3, 3)
+    assert [o.asset for o in sc.objects] == ["cube", "sphere", "cylinder", "duck", "brick"]
+    assert np.allclose(sc.objects[0].pose[:3, 3], [0.0, 0.0, 0.035])
+    assert np.allclose(sc.camera.pose[:3, 3], [0.45, -0.55, 0.5])
+
+
+def test_balanced_mode_within_ten_percent():
+    cfg = compose(["objects.balance=true", "objects.count=[3,15]"])
+    counts = {}
+    for i in range(200):
+        for o in sample_scene(cfg, LIB, 0, i).objects:
+            counts[o.category] = counts.get(o.category, 0) + 1
+    mean = np.mean(list(counts.values()))
+    assert set(counts) == set(LIB.categories)
+    assert max(abs(c - mean) / mean for c in counts.values()) <= 0.10, counts
+    # Counts come from their own stream: the same as without balancing.
+    plain = compose(["objects.count=[3,15]"])
+    assert all(object_count(cfg, 0, i) == object_count(plain, 0, i) for i in range(20))
+
+
+def test_class_weights():
+    cfg = compose(["objects.class_weights={duck:10.0}", "objects.count=10"])
+    cats = [o.category for i in range(50) for o in sample_scene(cfg, LIB, 0, i).objects]
+    share = cats.count("duck") / len(cats)
+    assert 0.35 < share < 0.55  # 10 / (10 + 12 others) = 0.45
+    cfg = compose(["objects.class_weights={cube:0.0}", "objects.count=10"])
+    assert all(o.category != "cube" for i in range(30) for o in sample_scene(cfg, LIB, 0, i).objects)
+
+
+def test_distractors_are_unlabeled_and_separate():
+    pipe = Pipeline(compose(["distractors.count=4", "objects.count=5"]))
+    sc = pipe.sample(0)
+    ids = sorted(o.instance_id for o in sc.objects)
+    assert ids == [-4, -3, -2, -1, 1, 2, 3, 4, 5]
+    assert len(sc.labeled) == 5
+
+
+def test_camera_sees_enough_objects():
+    base = ["objects.count=6", "physics.enabled=false", "camera.fov_deg=[14,20]", "camera.look_at_jitter=0.2"]
+    pipe = Pipeline(compose(base))
+    seen = [objects_in_view(pipe.sample_and_settle(i)[0].camera, pipe.sample(i).objects) for i in range(8)]
+    assert min(seen) < 5  # without the constraint some views miss objects
+    pipe = Pipeline(compose(base + ["camera.min_visible_objects=5", "camera.max_tries=50"]))
+    for i in range(8):
+        sc, _ = pipe.sample_and_settle(i)
+        assert objects_in_view(sc.camera, sc.objects) >= 5
+    # Impossible asks stop after max_tries instead of looping.
+    pipe = Pipeline(compose(base + ["camera.min_visible_objects=7", "camera.max_tries=3"]))
+    sc, _ = pipe.sample_and_settle(0)
+    assert objects_in_view(sc.camera, sc.objects) <= 6
+
+
+def test_template_distribution_can_change_shape_on_the_command_line():
+    cfg = compose(["scene=bin", "objects.scale={normal:[1.0,0.1],min:0.5,max:1.5}", "objects.count=20"])
+    assert dict(cfg.objects.scale) == {"normal": [1.0, 0.1], "min": 0.5, "max": 1.5}
+    assert cfg.objects.count == 20
+
+
+def test_bad_template_values():
+    from simgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="objects.placement"):
+        compose(["objects.placement=teleport"])
+    with pytest.raises(ConfigError, match="container.kind=shelf"):
+        compose(["objects.placement=shelf"])
+    with pytest.raises(ConfigError, match="sweep"):
+        compose(["seed=1,2"])
+    with pytest.raises(ConfigError, match="texture_dir"):
+        sample_scene(compose(["materials.texture=image"]), LIB, 0, 0)
+
+
+def test_user_scene_file_in_any_folder(tmp_path):
+    f = tmp_path / "my_scene.yaml"
+    f.write_text("# @package _global_\nscene_name: mine\nobjects:\n  count: 2\n  scale: {normal: [1.0, 0.05], min: 0.9, max: 1.1}\n")
+    cfg = compose([f"scene={f}", "seed=4"])
+    assert cfg.scene_name == "mine" and cfg.objects.count == 2 and cfg.seed == 4
+    assert len(sample_scene(cfg, LIB, 0, 0).objects) == 2
+    from simgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not found"):
+        compose([f"scene={tmp_path / 'nope.yaml'}"])
