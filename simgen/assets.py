@@ -20,6 +20,8 @@ import numpy as np
 from .errors import AssetError, ConfigError
 
 PRIMITIVES = ("box", "sphere", "cylinder", "cone", "capsule")
+MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off", ".dae")
+DECOMPOSITION_VERSION = "vhacd-r50k-c0.0025-v64"  # part of the cache key: change with the settings
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Asset:
     scale: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     mass: float = 0.1
     friction: Optional[float] = None
+    decompose: bool = False  # concave mesh without a given decomposition: run V-HACD (cached)
 
     @property
     def source(self) -> str:
@@ -88,10 +91,12 @@ def _scale3(value, where: str) -> Tuple[float, float, float]:
     return v
 
 
-def load_manifest(spec: str) -> List[Asset]:
-    """Parse a built-in set name or a path to a manifest YAML into assets (files not loaded)."""
+def load_manifest(spec: str, units: str = "auto", on_error: str = "fail") -> List[Asset]:
+    """Parse a built-in set name, a manifest YAML or a folder of meshes into assets."""
     import yaml
 
+    if os.path.isdir(spec):
+        return load_folder(spec, units=units, on_error=on_error)
     if spec.endswith((".yaml", ".yml")) or os.sep in spec:
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
@@ -145,6 +150,104 @@ def load_manifest(spec: str) -> List[Asset]:
     return out
 
 
+_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
+
+
+def guess_unit_scale(extent: float) -> float:
+    """Metres per mesh unit for a mesh whose largest extent is ``extent`` units: everyday
+    objects are 1 cm to 2 m, so > 20 units reads as millimetres, > 2 as centimetres."""
+    if extent > 20.0:
+        return 0.001
+    if extent > 2.0:
+        return 0.01
+    return 1.0
+
+
+def load_folder(folder: str, units: str = "auto", on_error: str = "fail") -> List[Asset]:
+    """A user's folder of meshes as an asset set. The class is the first sub-folder's name
+    (``folder/mug/a.glb`` -> ``mug``) or, for files at the top, the file name without
+    trailing digits (``bolt_02.stl`` -> ``bolt``). ``units``: auto | m | cm | mm | in.
+    Broken, empty or unreadable files raise AssetError, or with on_error=skip are skipped
+    with a warning. Concave meshes get a cached V-HACD decomposition for physics."""
+    import re
+    import warnings
+
+    folder = os.path.abspath(folder)
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs
+                   if f.lower().endswith(MESH_EXTS))
+    if not files:
+        raise AssetError(f"asset folder '{folder}' holds no meshes ({', '.join(MESH_EXTS)})")
+    set_name = os.path.basename(folder.rstrip(os.sep)) or "folder"
+    out = []
+    for path in files:
+        rel = os.path.relpath(path, folder)
+        parts = rel.split(os.sep)
+        stem = os.path.splitext(parts[-1])[0]
+        category = parts[0] if len(parts) > 1 else (re.sub(r"[_\-\s]*\d+$", "", stem) or stem)
+        name = f"{set_name}/{os.path.splitext(rel)[0]}"
+        probe = Asset(name, category, set_name, mesh_path=path)
+        try:
+            mesh = _load_trimesh(probe, path, "mesh")
+        except AssetError as exc:
+            if on_error == "skip":
+                warnings.warn(f"skipping {exc}", stacklevel=2)
+                continue
+            raise
+        if units == "auto":
+            s = guess_unit_scale(float(mesh.extents.max()))
+        elif units in _UNITS:
+            s = _UNITS[units]
+        else:
+            raise ConfigError(f"assets.units must be auto, m, cm, mm or in, got '{units}'")
+        out.append(Asset(name, category, set_name, mesh_path=path, scale=(s, s, s), decompose=True))
+    if not out:
+        raise AssetError(f"asset folder '{folder}': every mesh was skipped as unreadable")
+    return out
+
+
+def _cache_dir() -> str:
+    return os.environ.get("SIMGEN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "simgen")
+
+
+def decomposition_path(asset: Asset) -> Optional[str]:
+    """Cached V-HACD convex decomposition (OBJ, mesh units) for a concave asset, made on
+    first use; None for meshes that are convex enough (volume > 90% of their hull) or not
+    closed. The cache key is the mesh file's bytes and the V-HACD settings."""
+    import hashlib
+
+    mesh = _load_trimesh(asset, asset.mesh_path, "mesh")
+    if not mesh.is_watertight or mesh.volume <= 0 or mesh.volume > 0.9 * mesh.convex_hull.volume:
+        return None
+    digest = hashlib.sha1(open(asset.mesh_path, "rb").read() + DECOMPOSITION_VERSION.encode()).hexdigest()
+    out = os.path.join(_cache_dir(), "vhacd", f"{digest}.obj")
+    if os.path.isfile(out):
+        return out
+    import tempfile
+
+    from .physics import _import_pybullet, quiet_c_output
+
+    p = _import_pybullet()
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in.obj")
+        mesh.export(src)
+        part = os.path.join(tmp, "out.obj")
+        client = p.connect(p.DIRECT)
+        try:
+            with quiet_c_output():
+                p.vhacd(src, part, os.path.join(tmp, "log.txt"), resolution=50000, concavity=0.0025,
+                        maxNumVerticesPerCH=64, physicsClientId=client)
+        finally:
+            p.disconnect(physicsClientId=client)
+        if not os.path.isfile(part) or os.path.getsize(part) == 0:
+            return None
+        fd, tmp_out = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".obj")
+        with os.fdopen(fd, "wb") as f:
+            f.write(open(part, "rb").read())
+        os.replace(tmp_out, out)  # atomic: concurrent workers never see half a file
+    return out
+
+
 class AssetLibrary:
     """The assets of the configured sets, with lazily loaded, cached meshes (per process)."""
 
@@ -158,11 +261,16 @@ class AssetLibrary:
         self.categories: List[str] = sorted({a.category for a in assets})
 
     @classmethod
-    def from_sets(cls, specs) -> "AssetLibrary":
+    def from_sets(cls, specs, units: str = "auto", on_error: str = "fail") -> "AssetLibrary":
         assets: List[Asset] = []
         for spec in specs:
-            assets.extend(load_manifest(str(spec)))
+            assets.extend(load_manifest(str(spec), units=units, on_error=on_error))
         return cls(assets)
+
+    @classmethod
+    def from_config(cls, cfg, which: str = "objects") -> "AssetLibrary":
+        return cls.from_sets(list(cfg[which].asset_sets), units=str(cfg.assets.units),
+                             on_error=str(cfg.assets.on_error))
 
     def merged(self, other: "AssetLibrary") -> "AssetLibrary":
         """Both libraries' assets (a name in both must be the same asset); categories of self."""
@@ -188,6 +296,10 @@ class AssetLibrary:
     def is_textured(self, name: str) -> bool:
         return _is_textured(self.visual_mesh(name))
 
+    def has_own_colors(self, name: str) -> bool:
+        """Textured or vertex-coloured: rendered as they are, never given a random material."""
+        return self.is_textured(name) or _has_vertex_colors(self.visual_mesh(name))
+
     def collision(self, name: str) -> Collision:
         return _collision(self.assets[name])
 
@@ -199,6 +311,14 @@ def _is_textured(mesh) -> bool:
     mat = getattr(vis, "material", None)
     img = getattr(mat, "image", None) or getattr(mat, "baseColorTexture", None)
     return img is not None and getattr(vis, "uv", None) is not None
+
+
+def _has_vertex_colors(mesh) -> bool:
+    vis = getattr(mesh, "visual", None)
+    if vis is None or getattr(vis, "kind", None) != "vertex":
+        return False
+    c = np.asarray(vis.vertex_colors)
+    return len(c) > 0 and not (c == c[0]).all()
 
 
 def _check_file(asset: Asset, path: str, what: str) -> None:
@@ -279,6 +399,10 @@ def _collision(asset: Asset) -> Collision:
         _load_trimesh(asset, asset.collision_path, "collision")  # validate once
         return Collision("file", path=asset.collision_path, mesh_scale=asset.scale,
                          offset=tuple(-_mesh_offset(asset)))
+    if asset.decompose and asset.mesh_path:
+        parts = decomposition_path(asset)
+        if parts is not None:
+            return Collision("file", path=parts, mesh_scale=asset.scale, offset=tuple(-_mesh_offset(asset)))
     hull = _visual_mesh(asset).convex_hull
     return Collision("hull", vertices=_farthest_points(np.asarray(hull.vertices, dtype=np.float64),
                                                       MAX_HULL_VERTICES))

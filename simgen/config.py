@@ -64,6 +64,12 @@ class ObjectsConfig:
 
 
 @dataclass
+class AssetsConfig:
+    units: str = "auto"  # folders of meshes: auto (guess from size) | m | cm | mm | in
+    on_error: str = "fail"  # a broken mesh in a folder: fail, or skip it with a warning
+
+
+@dataclass
 class DistractorsConfig:
     count: Any = dist(0)  # unlabeled objects per image: they occlude and cast shadows, never labeled
     asset_sets: List[str] = field(default_factory=lambda: ["primitives"])
@@ -167,6 +173,7 @@ class SimGenConfig:
     scene_name: str = "tabletop"  # set by the scene template; informational
     camera: CameraConfig = field(default_factory=CameraConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
+    assets: AssetsConfig = field(default_factory=AssetsConfig)
     distractors: DistractorsConfig = field(default_factory=DistractorsConfig)
     materials: MaterialsConfig = field(default_factory=MaterialsConfig)
     floor: FloorConfig = field(default_factory=FloorConfig)
@@ -178,7 +185,7 @@ class SimGenConfig:
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
 
-_SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "distractors": DistractorsConfig,
+_SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "assets": AssetsConfig, "distractors": DistractorsConfig,
              "materials": MaterialsConfig, "floor": FloorConfig, "background": BackgroundConfig,
              "container": ContainerConfig, "lights": LightsConfig, "physics": PhysicsConfig,
              "render": RenderConfig, "annotate": AnnotateConfig}
@@ -416,6 +423,10 @@ def validate(cfg) -> None:
                  f"objects.fixed[{i}] needs asset: <name> and position: [x, y, z]")
     if ob.placement == "shelf":
         need(cfg.container.kind == "shelf", "objects.placement=shelf needs container.kind=shelf")
+    need(cfg.assets.units in ("auto", "m", "cm", "mm", "in"),
+         f"assets.units must be auto, m, cm, mm or in, got '{cfg.assets.units}'")
+    need(cfg.assets.on_error in ("fail", "skip"), f"assets.on_error must be fail or skip, got "
+         f"'{cfg.assets.on_error}'")
     dc = cfg.distractors
     check_range("distractors.count", dc.count, low=0, high=255, integer=True)
     check_range("distractors.scale", dc.scale, low=1e-4)

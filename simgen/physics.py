@@ -5,6 +5,9 @@ on what this process simulated before (determinism across worker counts).
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from typing import Dict, Tuple
 
 import numpy as np
@@ -16,13 +19,9 @@ from .spec import SceneSpec, SettleReport
 CHECK_EVERY = 10  # steps between at-rest checks
 
 
-def _import_pybullet():
-    """Import pybullet without its C-level 'build time' banner on stdout/stderr."""
-    import os
-    import sys
-
-    if "pybullet" in sys.modules:
-        return sys.modules["pybullet"]
+@contextmanager
+def quiet_c_output():
+    """Silence C-level stdout/stderr (pybullet's banner, V-HACD's progress) for a block."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -31,9 +30,8 @@ def _import_pybullet():
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         os.close(devnull)
-        import pybullet
-
-        try:  # flush C stdio while fd 1 still points to /dev/null
+        yield
+        try:  # flush C stdio while the fds still point to /dev/null
             import ctypes
 
             ctypes.CDLL(None).fflush(None)
@@ -43,6 +41,14 @@ def _import_pybullet():
         for fd, dup in zip((1, 2), saved):
             os.dup2(dup, fd)
             os.close(dup)
+
+
+def _import_pybullet():
+    """Import pybullet without its C-level 'build time' banner."""
+    if "pybullet" in sys.modules:
+        return sys.modules["pybullet"]
+    with quiet_c_output():
+        import pybullet
     return pybullet
 
 

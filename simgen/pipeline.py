@@ -42,11 +42,11 @@ class Pipeline:
 
     def __init__(self, cfg, library: Optional[AssetLibrary] = None):
         self.cfg = cfg
-        self.library = library or AssetLibrary.from_sets(list(cfg.objects.asset_sets))
+        self.library = library or AssetLibrary.from_config(cfg)
         self.distractors = None
         self.all_assets = self.library  # objects + distractors: what physics and rendering see
         if _has_distractors(cfg):
-            self.distractors = AssetLibrary.from_sets(list(cfg.distractors.asset_sets))
+            self.distractors = AssetLibrary.from_config(cfg, "distractors")
             self.all_assets = self.library.merged(self.distractors)
         self._physics = None
         self._renderer = None

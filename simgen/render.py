@@ -229,7 +229,7 @@ class PyrenderRenderer:
             a = library.assets[asset]
             smooth = a.primitive not in _FLAT_PRIMITIVES
             key = (1 + zlib.crc32(asset.encode()) % 100000) * 1024 + len(pool)
-            if library.is_textured(asset):
+            if library.has_own_colors(asset):
                 mesh = self._pr.Mesh.from_trimesh(tm, smooth=smooth)
                 node = self._Node(key=key, mesh=mesh, matrix=np.eye(4))
                 self._scene.add_node(node)

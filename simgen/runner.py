@@ -147,9 +147,10 @@ def run(cfg) -> Summary:
     from .assets import AssetLibrary
     from .writers import REGISTRY
 
-    library = AssetLibrary.from_sets(list(cfg.objects.asset_sets))
+    library = AssetLibrary.from_config(cfg)
     library.validate()  # bad meshes fail here, before the output folder is touched
     pipe = Pipeline(cfg, library)
+    pipe.all_assets.validate()  # distractor assets too (and concave meshes get decomposed once)
     try:
         pipe.renderer  # no GL context (EGL missing?) fails here too, before any file is written
         parts_dir = prepare_output(cfg)

@@ -382,7 +382,7 @@ def _build(cfg, library: AssetLibrary, specs: List[dict], camera: CameraSpec, rn
         if s.get("color") is not None:
             c = list(s["color"])
             color = _frozen([*c[:3], c[3] if len(c) > 3 else 1.0], np.float32)
-        elif ob.random_color and not library.is_textured(name):
+        elif ob.random_color and not library.has_own_colors(name):
             color, metallic, roughness, tex = mat
         out.append(ObjectSpec(instance_id=first_id + step * k, asset=name, category=asset.category,
                               pose=_frozen(pose), scale=_frozen([s["scale"]] * 3, np.float64), color=color,

@@ -1,0 +1,103 @@
+"""A user's folder of meshes as an asset set: classes, units, colours, decomposition, errors."""
+import os
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from simgen.assets import AssetLibrary, guess_unit_scale
+from simgen.errors import AssetError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("assets")
+    old = os.environ.get("SIMGEN_CACHE_DIR")
+    os.environ["SIMGEN_CACHE_DIR"] = str(tmp_path / "cache")  # V-HACD runs once for the module
+    root = tmp_path / "parts"
+    (root / "bracket").mkdir(parents=True)
+    (root / "tile").mkdir()
+    # mm-sized concave (closed) mesh as STL; class from its folder: a ring, 8 cm across
+    trimesh.creation.torus(major_radius=30.0, minor_radius=10.0).export(root / "bracket" / "bracket_01.stl")
+    # vertex-coloured PLY in metres
+    s = trimesh.creation.icosphere(subdivisions=2, radius=0.04)
+    s.visual.vertex_colors = (np.c_[(s.vertices > 0) * 200 + 30, np.full(len(s.vertices), 255)]).astype(np.uint8)
+    s.export(root / "ball_7.ply")
+    # textured GLB in centimetres
+    box = trimesh.creation.box([6.0, 6.0, 6.0])
+    img = Image.fromarray((np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)).convert("RGB")
+    uv = np.c_[box.vertices[:, 0] > 0, box.vertices[:, 1] > 0].astype(float)
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=img)
+    box.export(root / "tile" / "tile.glb")
+    (root / "notes.txt").write_text("not a mesh")
+    yield root
+    if old is None:
+        os.environ.pop("SIMGEN_CACHE_DIR", None)
+    else:
+        os.environ["SIMGEN_CACHE_DIR"] = old
+
+
+def test_folder_becomes_an_asset_set(folder):
+    lib = AssetLibrary.from_sets([str(folder)])
+    assert lib.categories == ["ball", "bracket", "tile"]
+    ext = {lib.assets[n].category: lib.visual_mesh(n).extents.max() for n in lib.names}
+    assert ext["bracket"] == pytest.approx(0.08, rel=1e-6)  # millimetres guessed
+    assert ext["tile"] == pytest.approx(0.06, rel=1e-6)  # centimetres guessed
+    assert ext["ball"] == pytest.approx(0.08, rel=0.02)  # metres kept
+    by_cat = {lib.assets[n].category: n for n in lib.names}
+    assert lib.has_own_colors(by_cat["ball"]) and lib.is_textured(by_cat["tile"])
+    assert not lib.has_own_colors(by_cat["bracket"])
+    lib2 = AssetLibrary.from_sets([str(folder)], units="m")
+    assert lib2.visual_mesh(by_cat["bracket"]).extents.max() == pytest.approx(80.0)
+
+
+def test_concave_mesh_is_decomposed_once_and_cached(folder):
+    lib = AssetLibrary.from_sets([str(folder)])
+    name = [n for n in lib.names if lib.assets[n].category == "bracket"][0]
+    mesh = lib.visual_mesh(name)
+    assert mesh.is_watertight and mesh.volume < 0.9 * mesh.convex_hull.volume
+    col = lib.collision(name)
+    assert col.kind == "file" and col.path.startswith(os.environ["SIMGEN_CACHE_DIR"])
+    n_parts = sum(1 for line in open(col.path) if line.startswith("o "))
+    assert n_parts >= 4  # a ring needs several convex parts
+    mtime = os.path.getmtime(col.path)
+    from simgen.assets import decomposition_path
+
+    assert decomposition_path(lib.assets[name]) == col.path and os.path.getmtime(col.path) == mtime
+
+
+def test_folder_assets_settle_and_render(folder, renderer):
+    from conftest import camera, scene
+    from simgen.annotate import annotate
+    from simgen.config import compose
+    from simgen.physics import PhysicsWorld
+
+    lib = AssetLibrary.from_sets([str(folder)])
+    world = PhysicsWorld()
+    for name in lib.names:
+        sc = scene([(name, [0.0, 0.0, 0.1], None, 1.0)], camera([0.0, -0.4, 0.4], [0.0, 0.0, 0.0]))
+        settled, rep = world.settle(sc, lib, compose([]).physics)
+        assert rep.valid, (name, rep)
+        assert len(annotate(settled, renderer.render(settled, lib))) == 1
+    world.close()
+
+
+def test_broken_files_fail_or_are_skipped(folder, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(folder, tmp_path / "parts")
+    (folder / "bad.obj").write_bytes(b"\x00garbage\xff" * 30)
+    (folder / "empty.stl").write_bytes(b"")
+    with pytest.raises(AssetError, match="bad.obj|empty.stl"):
+        AssetLibrary.from_sets([str(folder)])
+    with pytest.warns(UserWarning, match="skipping"):
+        lib = AssetLibrary.from_sets([str(folder)], on_error="skip")
+    assert len(lib.names) == 3
+
+
+def test_empty_folder_and_unit_guess(tmp_path):
+    (tmp_path / "x.txt").write_text("no meshes")
+    with pytest.raises(AssetError, match="holds no meshes"):
+        AssetLibrary.from_sets([str(tmp_path)])
+    assert guess_unit_scale(150.0) == 0.001 and guess_unit_scale(12.0) == 0.01 and guess_unit_scale(0.3) == 1.0
