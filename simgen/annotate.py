@@ -33,12 +33,29 @@ def decode_rle(rle: dict) -> np.ndarray:
     return mask_util.decode(r).astype(bool)
 
 
-def annotate(scene: SceneSpec, frame: Frame, min_visible_pixels: int = 1) -> List[Annotation]:
-    """One Annotation per labeled object with at least ``min_visible_pixels`` visible pixels.
+def difficulty(height: int, visibility: float, truncation: float, levels) -> str:
+    """KITTI-style level: the first of easy, moderate, hard whose thresholds the object meets."""
+    for name in ("easy", "moderate", "hard"):
+        lv = levels[name]
+        if height >= lv.min_height and visibility >= lv.min_visibility and truncation <= lv.max_truncation:
+            return name
+    return "beyond_hard"
 
-    visibility = visible pixels / pixels the object covers when rendered alone (both within
-    the frame), in [0, 1].
+
+def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
+    """One Annotation per labeled object with at least ``cfg.min_visible_pixels`` visible
+    pixels (``cfg``: the annotate config; defaults when None).
+
+    visibility = visible pixels / pixels the object covers when rendered alone, both within
+    the frame; truncation = 1 - (rendered-alone pixels within the frame / rendered-alone
+    pixels on the enlarged canvas). Objects below the filters get ignore=True, or are left
+    out when ``cfg.filtered == 'drop'``.
     """
+    if cfg is None:
+        from .config import AnnotateConfig
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.structured(AnnotateConfig)
     w2c = np.linalg.inv(np.asarray(scene.camera.pose))
     inst = frame.instance
     counts = np.bincount(inst.ravel(), minlength=max((o.instance_id for o in scene.objects), default=0) + 1)
@@ -48,15 +65,27 @@ def annotate(scene: SceneSpec, frame: Frame, min_visible_pixels: int = 1) -> Lis
         if not o.labeled:
             continue
         area = int(counts[o.instance_id])
-        if area < min_visible_pixels:
+        if area < cfg.min_visible_pixels:
             continue
         mask = inst == o.instance_id
         alone = frame.unoccluded.get(o.instance_id)
-        full = int(alone.sum()) if alone is not None else area
-        full = max(full, area)  # the visible part is always inside the unoccluded mask
+        if alone is None:
+            alone = mask
+        full = max(int(alone.sum()), area)  # the visible part is always inside the unoccluded mask
+        crop, x0, y0 = frame.amodal.get(o.instance_id, (alone, 0, 0))
+        total = max(int(crop.sum()), full)
+        bbox = mask_to_bbox(mask)
+        amodal_bbox = (int(x0), int(y0), int(crop.shape[1]), int(crop.shape[0])) if crop.size else bbox
+        vis = area / full
+        trunc = 1.0 - full / total
+        ignore = (vis < cfg.min_visibility or area < cfg.min_area or min(bbox[2], bbox[3]) < cfg.min_box_side)
+        if ignore and cfg.filtered == "drop":
+            continue
         out.append(Annotation(
-            instance_id=o.instance_id, category=o.category, bbox=mask_to_bbox(mask), area=area,
-            rle=encode_rle(mask), visibility=area / full, unoccluded_area=full,
+            instance_id=o.instance_id, category=o.category, bbox=bbox, area=area,
+            rle=encode_rle(mask), visibility=vis, unoccluded_area=full,
             pose_m2w=np.asarray(o.pose), pose_m2c=w2c @ np.asarray(o.pose),
-            scale=np.asarray(o.scale), asset=o.asset))
+            scale=np.asarray(o.scale), asset=o.asset, truncation=trunc, amodal_bbox=amodal_bbox,
+            amodal_rle=encode_rle(alone), difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty),
+            ignore=bool(ignore)))
     return out

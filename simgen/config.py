@@ -158,8 +158,29 @@ class RenderConfig:
 
 
 @dataclass
+class DifficultyLevel:
+    min_height: int = 25  # visible box height, pixels
+    min_visibility: float = 0.5
+    max_truncation: float = 0.3
+
+
+@dataclass
+class DifficultyConfig:
+    # KITTI-style: the first level an object meets; otherwise "beyond_hard".
+    easy: DifficultyLevel = field(default_factory=lambda: DifficultyLevel(40, 0.85, 0.15))
+    moderate: DifficultyLevel = field(default_factory=lambda: DifficultyLevel(25, 0.5, 0.3))
+    hard: DifficultyLevel = field(default_factory=lambda: DifficultyLevel(25, 0.2, 0.5))
+
+
+@dataclass
 class AnnotateConfig:
-    min_visible_pixels: int = 1  # objects with fewer visible pixels get no annotation
+    min_visible_pixels: int = 1  # objects with fewer visible pixels get no annotation at all
+    min_visibility: float = 0.0  # below: filtered (see `filtered`)
+    min_area: int = 0  # visible pixels; below: filtered
+    min_box_side: int = 0  # pixels, shorter side of the visible box; below: filtered
+    filtered: str = "ignore"  # ignore: kept with ignore=1 and iscrowd=1 (COCOeval skips them) | drop
+    amodal_canvas: float = 1.0  # frame sizes added on each side to measure truncation
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
 
 
 @dataclass
@@ -479,7 +500,16 @@ def validate(cfg) -> None:
          f"{cfg.render.shadow_map_size}")
     need(0 <= cfg.render.png_compression <= 9,
          f"render.png_compression must be 0..9, got {cfg.render.png_compression}")
-    need(cfg.annotate.min_visible_pixels >= 1, "annotate.min_visible_pixels must be >= 1")
+    an = cfg.annotate
+    need(an.min_visible_pixels >= 1, "annotate.min_visible_pixels must be >= 1")
+    need(0 <= an.min_visibility <= 1, "annotate.min_visibility must be in [0, 1]")
+    need(an.min_area >= 0 and an.min_box_side >= 0, "annotate.min_area and min_box_side must be >= 0")
+    need(an.filtered in ("ignore", "drop"), f"annotate.filtered must be ignore or drop, got '{an.filtered}'")
+    need(0 <= an.amodal_canvas <= 4, "annotate.amodal_canvas must be in [0, 4] frame sizes")
+    for lv in ("easy", "moderate", "hard"):
+        d = an.difficulty[lv]
+        need(d.min_height >= 0 and 0 <= d.min_visibility <= 1 and 0 <= d.max_truncation <= 1,
+             f"annotate.difficulty.{lv}: min_height >= 0, min_visibility and max_truncation in [0, 1]")
 
 
 def to_yaml(cfg) -> str:

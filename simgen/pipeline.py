@@ -58,7 +58,8 @@ class Pipeline:
 
             self._renderer = PyrenderRenderer(self.cfg.camera.width, self.cfg.camera.height,
                                               shadows=bool(self.cfg.render.shadows),
-                                              shadow_map_size=int(self.cfg.render.shadow_map_size))
+                                              shadow_map_size=int(self.cfg.render.shadow_map_size),
+                                              amodal_canvas=float(self.cfg.annotate.amodal_canvas))
         return self._renderer
 
     @property
@@ -118,7 +119,7 @@ class Pipeline:
         t2 = time.perf_counter()
         frame = self.renderer.render(scene, self.all_assets)
         t3 = time.perf_counter()
-        anns = annotate(scene, frame, int(self.cfg.annotate.min_visible_pixels))
+        anns = annotate(scene, frame, self.cfg.annotate)
         t4 = time.perf_counter()
         t.update(sample=self._t_sample, physics=self._t_physics, render=t3 - t2, annotate=t4 - t3)
         t.update({f"render.{k}": v for k, v in self.renderer.last_timings.items()})

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import zlib
+from functools import lru_cache
 
 # Must be decided before anything imports PyOpenGL. Respect an explicit user choice.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -65,6 +66,28 @@ def _keyed_node_class(pyrender):
     return KeyedNode
 
 
+def _tight(mask: np.ndarray, dx: int, dy: int):
+    """(tight crop of a bool mask, x0, y0) with the crop's origin shifted by (dx, dy)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return np.zeros((0, 0), bool), 0, 0
+    cols = np.flatnonzero(mask.any(axis=0))
+    crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return np.ascontiguousarray(crop), int(cols[0]) + dx, int(rows[0]) + dy
+
+
+@lru_cache(maxsize=None)
+def _box_corners_cached(library: AssetLibrary, asset: str) -> np.ndarray:
+    import trimesh
+
+    return trimesh.bounds.corners(library.visual_mesh(asset).bounds)
+
+
+def _box_corners(library: AssetLibrary, asset: str) -> np.ndarray:
+    """(8, 3) corners of the asset's model-frame bounding box, metres at scale 1."""
+    return _box_corners_cached(library, asset)
+
+
 def _composite(rgba: np.ndarray, scene: SceneSpec) -> np.ndarray:
     """Put the background behind the render. The RGBA render is premultiplied (cleared to
     transparent, MSAA-resolved), so antialiased edges blend with the background, not black."""
@@ -100,7 +123,8 @@ def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
 class PyrenderRenderer:
     """Caches one pyrender mesh per (asset, slot) and moves nodes with set_pose."""
 
-    def __init__(self, width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024):
+    def __init__(self, width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024,
+                 amodal_canvas: float = 1.0):
         global _logged_renderer
         try:
             import pyrender
@@ -125,6 +149,7 @@ class PyrenderRenderer:
             log.info("GL_RENDERER: %s | GL_VERSION: %s", self.gl_renderer, self.gl_version)
             _logged_renderer = True
         self.shadows = shadows
+        self.amodal_canvas = float(amodal_canvas)  # extra canvas per side, in frame sizes
         self.last_timings: Dict[str, float] = {}
         self._or_mode = False
         self._casters = None  # (centre (3,), radius) of the labeled objects: shadow frusta
@@ -369,26 +394,62 @@ class PyrenderRenderer:
         color, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
         return decode_ids(color), depth
 
-    def _unoccluded(self, nodes: Dict[int, object]) -> Dict[int, np.ndarray]:
-        """Each object's mask as if alone, 24 objects per pass.
+    def _unoccluded(self, nodes: Dict[int, object], margins=(0, 0, 0, 0)):
+        """Each object's mask as if alone, on a canvas enlarged by ``margins`` (left, top,
+        right, bottom pixels) so that parts outside the frame count too; 24 objects per pass.
 
         Object k of a pass is drawn with colour bit k, depth test off, and the framebuffer
         combines fragments with a bitwise OR (glLogicOp): a pixel ends up holding the set of
         objects whose triangles cover its centre. Integer ops, single-sample: exact, and the
-        same coverage a pass with the object alone would give.
+        same coverage a pass with the object alone would give. Returns id -> (in-frame (H, W)
+        mask, (tight canvas crop, x0, y0) in image pixel coordinates).
         """
-        out: Dict[int, np.ndarray] = {}
-        ids = sorted(nodes)
-        for start in range(0, len(ids), 24):
-            chunk = ids[start:start + 24]
-            self._or_mode = True
-            try:
-                bits, _ = self._seg({nodes[i]: encode_id(1 << k) for k, i in enumerate(chunk)})
-            finally:
-                self._or_mode = False
-            for k, i in enumerate(chunk):
-                out[i] = (bits & (1 << k)) != 0
+        l, t, r, b = margins
+        W, H = self._r.viewport_width, self._r.viewport_height
+        cam = self._cam
+        cx, cy = cam.cx, cam.cy
+        if any(margins):
+            self._r.viewport_width, self._r.viewport_height = W + l + r, H + t + b
+            cam.cx, cam.cy = cx + l, cy + t  # the same rays, on a bigger sensor
+        out = {}
+        try:
+            ids = sorted(nodes)
+            for start in range(0, len(ids), 24):
+                chunk = ids[start:start + 24]
+                self._or_mode = True
+                try:
+                    bits, _ = self._seg({nodes[i]: encode_id(1 << k) for k, i in enumerate(chunk)})
+                finally:
+                    self._or_mode = False
+                for k, i in enumerate(chunk):
+                    full = (bits & (1 << k)) != 0
+                    out[i] = (np.ascontiguousarray(full[t:t + H, l:l + W]), _tight(full, -l, -t))
+        finally:
+            if any(margins):
+                self._r.viewport_width, self._r.viewport_height = W, H
+                cam.cx, cam.cy = cx, cy
         return out
+
+    def _canvas_margins(self, scene: SceneSpec, library: AssetLibrary, cap: float) -> Tuple[int, int, int, int]:
+        """Pixels to add on each side so every labeled object's silhouette fits (from the
+        projected corners of its oriented bounding box), at most ``cap`` x the frame size."""
+        c = scene.camera
+        K, w2c = np.asarray(c.K), np.linalg.inv(np.asarray(c.pose))
+        lo, hi = np.array([0.0, 0.0]), np.array([c.width - 1.0, c.height - 1.0])
+        limit = np.array([c.width, c.height]) * cap
+        for o in scene.labeled:
+            corners = _box_corners(library, o.asset) * np.asarray(o.scale)
+            world = corners @ o.pose[:3, :3].T + o.pose[:3, 3]
+            pc = world @ w2c[:3, :3].T + w2c[:3, 3]
+            if (pc[:, 2] <= c.znear).any():
+                if (pc[:, 2] > c.znear).any():  # straddles the camera plane: unbounded
+                    lo, hi = lo - limit, hi + limit
+                continue
+            uv = pc[:, :2] / pc[:, 2:3] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+            lo, hi = np.minimum(lo, uv.min(axis=0)), np.maximum(hi, uv.max(axis=0))
+        pad_lo = np.clip(np.ceil(-lo) + 1, 0, limit).astype(int)
+        pad_hi = np.clip(np.ceil(hi - [c.width - 1, c.height - 1]) + 1, 0, limit).astype(int)
+        return int(pad_lo[0]), int(pad_lo[1]), int(pad_hi[0]), int(pad_hi[1])
 
     def render(self, scene: SceneSpec, library: AssetLibrary, unoccluded: bool = True) -> Frame:
         """Render one scene. Depth and instance ids come from the same single-sample pass,
@@ -417,9 +478,11 @@ class PyrenderRenderer:
             bad = sorted(set(np.unique(instance).tolist()) - set([0, *labeled]))[:5]
             raise RuntimeError(f"instance map holds unknown ids {bad}: segmentation pass blended "
                                f"samples (multisampling must be off for SEG)")
-        masks = self._unoccluded(labeled) if unoccluded else {}
+        margins = self._canvas_margins(scene, library, self.amodal_canvas) if unoccluded else (0, 0, 0, 0)
+        both = self._unoccluded(labeled, margins) if unoccluded else {}
         depth = np.asarray(depth, dtype=np.float32)
         self.last_timings = {"scene_graph": t1 - t0, "rgb": t2 - t1, "instance_depth": t3 - t2,
                              "unoccluded": time.perf_counter() - t3}
-        return Frame(rgb=rgb, depth=depth,
-                     instance=instance.astype(np.int32), unoccluded=masks)
+        return Frame(rgb=rgb, depth=depth, instance=instance.astype(np.int32),
+                     unoccluded={i: m for i, (m, _) in both.items()},
+                     amodal={i: a for i, (_, a) in both.items()})

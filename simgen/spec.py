@@ -160,12 +160,16 @@ class Frame:
     rgb: (H, W, 3) uint8. depth: (H, W) float32 metres along the optical axis, 0 = no
     surface. instance: (H, W) int32 instance ids, 0 = background / unlabeled geometry.
     unoccluded: instance id -> (H, W) bool mask of the object rendered alone (in frame).
+    amodal: instance id -> (crop, x0, y0): the object rendered alone on a canvas reaching
+    past the frame; crop is its tight bool mask, (x0, y0) its top-left pixel in image
+    coordinates (negative or beyond W/H where the object leaves the frame).
     """
 
     rgb: np.ndarray
     depth: np.ndarray
     instance: np.ndarray
     unoccluded: Dict[int, np.ndarray]
+    amodal: Dict[int, tuple] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,3 +188,8 @@ class Annotation:
     pose_m2c: np.ndarray
     scale: np.ndarray
     asset: str
+    truncation: float = 0.0  # fraction of the object's silhouette outside the frame
+    amodal_bbox: Tuple[int, int, int, int] = (0, 0, 0, 0)  # whole silhouette, may leave the frame
+    amodal_rle: Optional[dict] = None  # silhouette within the frame (occluders ignored)
+    difficulty: str = "easy"  # easy | moderate | hard | beyond_hard
+    ignore: bool = False  # below a configured filter: COCOeval should skip it

@@ -92,6 +92,37 @@ def test_cocoeval_of_ground_truth_is_perfect(reference):
         assert ev.stats[0] == pytest.approx(1.0), iou  # AP@[.5:.95]
 
 
+def test_filtered_objects_are_ignored_by_cocoeval(tmp_path):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out = str(tmp_path / "f")
+    r = run_cli(*BASE, f"output_dir={out}", "annotate.min_visibility=0.7", "scene=bin", "num_images=3")
+    assert r.returncode == 0, r.stderr
+    gt = COCO(os.path.join(out, "annotations.json"))
+    anns = list(gt.anns.values())
+    ignored = [a for a in anns if a["ignore"]]
+    assert ignored and all(a["iscrowd"] == 1 and a["visibility"] < 0.7 for a in ignored)
+    assert all(a["visibility"] >= 0.7 for a in anns if not a["ignore"])
+    for a in anns:
+        assert a["difficulty"] in ("easy", "moderate", "hard", "beyond_hard") and 0 <= a["truncation"] < 1
+        ax, ay, aw, ah = a["amodal_bbox"]
+        x, y, w, h = a["bbox"]
+        assert ax <= x and ay <= y and ax + aw >= x + w and ay + ah >= y + h  # amodal contains visible
+    # Detections for the kept objects only: the ignored ones cost nothing.
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+            for a in anns if not a["ignore"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, gt.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+
+
 def test_two_workers_give_identical_bytes(reference, tmp_path):
     out = str(tmp_path / "w2")
     r = run_cli(*BASE, f"output_dir={out}", "workers=2")

@@ -138,3 +138,48 @@ def test_one_pass_unoccluded_masks_equal_solo_renders(renderer, library):
         assert ((solo == i) == frame.unoccluded[i]).all(), i
         assert not ((frame.instance == i) & ~frame.unoccluded[i]).any()
     assert sum(m.sum() for m in frame.unoccluded.values()) > sum((frame.instance > 0).ravel())  # overlaps exist
+
+
+def _pixel_to_world(cam, u, v, z_world):
+    """Point where the ray through pixel (u, v) meets the plane z = z_world."""
+    o, d, _ = _rays(cam, np.array([[u, v]], float))
+    t = (z_world - o[0, 2]) / d[0, 2]
+    return o[0] + t * d[0]
+
+
+def test_truncation_of_an_object_half_outside_the_frame(renderer, library):
+    cam = camera([0.0, 0.0, 1.0], [0.0, 0.0, 0.0])
+    centre = _pixel_to_world(cam, -0.5, cam.K[1, 2], 0.04)  # on the frame's left edge
+    sc = scene([("sphere", centre, None, 1.0), ("sphere", [0.0, 0.0, 0.04], None, 1.0)], cam)
+    frame = renderer.render(sc, library)
+    a, inside = sorted(annotate(sc, frame), key=lambda x: x.instance_id)
+    assert abs(a.truncation - 0.5) < 0.03, a.truncation
+    assert inside.truncation == 0.0 and inside.amodal_bbox == inside.bbox
+    x, y, w, h = a.bbox
+    ax, ay, aw, ah = a.amodal_bbox
+    assert x == 0 and ax < 0 and abs(aw - 2 * w) <= 3  # the box continues past the edge
+    assert ax + aw == x + w and (ay, ah) == (y, h)  # and shares the in-frame edges exactly
+    assert (decode_rle(a.amodal_rle) == frame.unoccluded[1]).all()
+
+
+def test_difficulty_and_filters(renderer, library):
+    from omegaconf import OmegaConf
+
+    from simgen.annotate import difficulty
+    from simgen.config import AnnotateConfig
+
+    cfg = OmegaConf.structured(AnnotateConfig)
+    assert difficulty(50, 0.9, 0.0, cfg.difficulty) == "easy"
+    assert difficulty(50, 0.6, 0.0, cfg.difficulty) == "moderate"
+    assert difficulty(30, 0.9, 0.4, cfg.difficulty) == "hard"
+    assert difficulty(10, 0.9, 0.0, cfg.difficulty) == "beyond_hard"
+    cam = camera([0.0, 0.0, 1.0], [0.0, 0.0, 0.0])
+    sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0), ("brick", [0.12, 0.0, 0.30], None, 2.0)], cam)
+    frame = renderer.render(sc, library)
+    cfg.min_visibility = 0.6
+    anns = {a.instance_id: a for a in annotate(sc, frame, cfg)}
+    assert anns[1].ignore and not anns[2].ignore
+    assert anns[1].difficulty == "beyond_hard" and anns[1].bbox[3] < 25  # 10 px tall: below "hard"
+    assert anns[2].difficulty == "easy"
+    cfg.filtered = "drop"
+    assert [a.instance_id for a in annotate(sc, frame, cfg)] == [2]

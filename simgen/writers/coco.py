@@ -2,8 +2,10 @@
 
 Image entries add: ``K`` (3x3, OpenCV), ``cam_pose`` (4x4 camera-to-world, OpenCV axes,
 metres), ``mask_file``, ``depth_file``, ``depth_scale``, ``settle``. Annotations add:
-``instance_id`` (value in the mask PNG), ``visibility``, ``unoccluded_area``, ``asset``,
-``scale`` and ``pose`` (``R_m2c``/``t_m2c`` model-to-camera, ``R_m2w``/``t_m2w`` model-to-world).
+``instance_id`` (value in the mask PNG), ``visibility``, ``unoccluded_area``, ``truncation``,
+``amodal_bbox``, ``amodal_segmentation``, ``difficulty``, ``ignore`` (with ``iscrowd`` = ignore,
+so COCOeval skips filtered objects), ``asset``, ``scale`` and ``pose`` (``R_m2c``/``t_m2c``
+model-to-camera, ``R_m2w``/``t_m2w`` model-to-world).
 """
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ def image_part(sample, files: Dict[str, str]) -> dict:
         anns.append({
             "instance_id": int(a.instance_id), "category": a.category,
             "bbox": [int(v) for v in a.bbox], "area": int(a.area),
-            "segmentation": a.rle, "iscrowd": 0,
+            "segmentation": a.rle, "iscrowd": int(a.ignore), "ignore": int(a.ignore),
             "visibility": round(float(a.visibility), 6), "unoccluded_area": int(a.unoccluded_area),
+            "truncation": round(float(a.truncation), 6), "difficulty": a.difficulty,
+            "amodal_bbox": [int(v) for v in a.amodal_bbox], "amodal_segmentation": a.amodal_rle,
             "asset": a.asset, "scale": _r(a.scale),
             "pose": {"R_m2c": _r(a.pose_m2c[:3, :3]), "t_m2c": _r(a.pose_m2c[:3, 3]),
                      "R_m2w": _r(a.pose_m2w[:3, :3]), "t_m2w": _r(a.pose_m2w[:3, 3])},
