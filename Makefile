@@ -24,6 +24,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench.py
 	$(PY) bench/templates.py
+	$(PY) bench/effects.py
 
 clean:
 	rm -rf out build dist *.egg-info

@@ -77,7 +77,7 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
         bbox = mask_to_bbox(mask)
         amodal_bbox = (int(x0), int(y0), int(crop.shape[1]), int(crop.shape[0])) if crop.size else bbox
         vis = area / full
-        trunc = 1.0 - full / total
+        trunc = frame.truncation.get(o.instance_id, 1.0 - full / total)
         ignore = (vis < cfg.min_visibility or area < cfg.min_area or min(bbox[2], bbox[3]) < cfg.min_box_side)
         if ignore and cfg.filtered == "drop":
             continue

@@ -204,6 +204,9 @@ class SimGenConfig:
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    # Config group `edge_cases` (configs/edge_cases/*.yaml, combinable: edge_cases=[night,fog]):
+    # condition name -> {p: probability per image, <parameter>: <distribution>}; see simgen.effects.
+    edge_cases: Dict[str, Any] = field(default_factory=dict)
 
 
 _SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "assets": AssetsConfig, "distractors": DistractorsConfig,
@@ -254,10 +257,17 @@ def compose(overrides: Optional[List[str]] = None):
         with initialize_config_module(config_module="simgen.conf", version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=hydra_overrides)
         for key, value in replace:
-            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            exists = OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING
+            if not exists and not _open_parent(cfg, key):
                 raise ConfigError(f"unknown config key '{key}' (fix: check the spelling; `simgen --cfg` "
                                   f"prints every key)")
-            OmegaConf.update(cfg, key, value, merge=False)
+            if exists:
+                OmegaConf.update(cfg, key, value, merge=False)
+            else:
+                from omegaconf import open_dict
+
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, key, value, merge=False)
         fill_defaults(cfg)
     except ConfigError:
         raise
@@ -274,7 +284,17 @@ def compose(overrides: Optional[List[str]] = None):
 
 
 _MISSING = object()
+CONFIG_GROUPS = ("scene", "edge_cases")  # Hydra groups: their overrides pick files
 _TEMP_ROOTS: List[str] = []  # private scene folders made for this compose() call
+
+
+def _open_parent(cfg, key: str) -> bool:
+    """True when ``key`` would be a new entry of a free-form mapping (edge_cases,
+    objects.class_weights), where new keys are allowed."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parent = OmegaConf.select(cfg, key.rsplit(".", 1)[0], default=None) if "." in key else None
+    return isinstance(parent, DictConfig) and parent._metadata.object_type in (None, dict)
 
 
 def _split_overrides(overrides: List[str]):
@@ -300,7 +320,7 @@ def _split_overrides(overrides: List[str]):
             raise ConfigError(f"'{text}' is a sweep; simgen makes one dataset per command (fix: give "
                               f"one value, or a distribution such as {{choice: [a, b]}})")
         value = ov.value() if ov.type == OverrideType.CHANGE and ov.package is None else None
-        if isinstance(value, (list, dict)) and ov.key_or_group != "scene":
+        if isinstance(value, (list, dict)) and ov.key_or_group not in CONFIG_GROUPS:
             replace.append((ov.key_or_group, value))
         else:
             keep.append(text)
@@ -348,11 +368,22 @@ def _available_scenes() -> List[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+def _available_presets() -> List[str]:
+    from importlib import resources
+
+    root = resources.files("simgen.conf") / "edge_cases"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
 def _explain_hydra_error(exc: Exception, overrides: List[str]) -> str:
     """Turn a Hydra/OmegaConf exception into one actionable line."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     name = type(exc).__name__
+    if "Could not find 'edge_cases/" in text:
+        wanted = text.split("edge_cases/")[1].split("'")[0]
+        return (f"unknown edge_cases preset '{wanted}'; available: {', '.join(_available_presets())} "
+                f"(fix: edge_cases=<one of them> or edge_cases=[a,b])")
     if "Could not find 'scene/" in text or "scene/" in first and "not found" in first.lower():
         wanted = first.split("scene/")[-1].split("'")[0]
         return (f"unknown scene '{wanted}'; available scenes: {', '.join(_available_scenes())} "
@@ -500,6 +531,9 @@ def validate(cfg) -> None:
          f"{cfg.render.shadow_map_size}")
     need(0 <= cfg.render.png_compression <= 9,
          f"render.png_compression must be 0..9, got {cfg.render.png_compression}")
+    from . import effects
+
+    effects.validate(cfg)
     an = cfg.annotate
     need(an.min_visible_pixels >= 1, "annotate.min_visible_pixels must be >= 1")
     need(0 <= an.min_visibility <= 1, "annotate.min_visibility must be in [0, 1]")

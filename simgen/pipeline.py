@@ -14,7 +14,7 @@ from .assets import AssetLibrary
 from .scenes import factor_rng, objects_in_view, sample_camera, sample_scene
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
-STAGES = ("sample", "physics", "render", "annotate", "write")
+STAGES = ("sample", "physics", "render", "effects", "annotate", "write")
 
 
 def _has_distractors(cfg) -> bool:
@@ -35,6 +35,8 @@ class Sample:
     frame: Frame
     annotations: List[Annotation]
     timings: Dict[str, float]
+    conditions: Dict[str, Dict] = None  # edge cases applied: name -> sampled parameters
+    image_meta: Dict[str, object] = None  # extra image fields from effects (dist_coeffs)
 
 
 class Pipeline:
@@ -113,17 +115,24 @@ class Pipeline:
         return scene, report
 
     def make(self, index: int) -> Sample:
+        from . import effects
+
         t = {}
-        t0 = time.perf_counter()
         scene, report = self.sample_and_settle(index)
+        fired = effects.sample(self.cfg, int(self.cfg.seed), index)
+        scene = effects.apply_scene(fired, scene, self)
         t2 = time.perf_counter()
         frame = self.renderer.render(scene, self.all_assets)
         t3 = time.perf_counter()
+        frame, meta = effects.apply_image(fired, frame, scene)
+        t3e = time.perf_counter()
         anns = annotate(scene, frame, self.cfg.annotate)
         t4 = time.perf_counter()
-        t.update(sample=self._t_sample, physics=self._t_physics, render=t3 - t2, annotate=t4 - t3)
+        t.update(sample=self._t_sample, physics=self._t_physics, render=t3 - t2, effects=t3e - t3,
+                 annotate=t4 - t3e)
         t.update({f"render.{k}": v for k, v in self.renderer.last_timings.items()})
-        return Sample(index, image_name(index), scene, report, frame, anns, t)
+        return Sample(index, image_name(index), scene, report, frame, anns, t,
+                      conditions=effects.as_metadata(fired), image_meta=meta)
 
     def write(self, sample: Sample, output_dir: str, parts_dir: str) -> dict:
         """Write buffers, then the image's part file last (its existence marks completion)."""

@@ -220,8 +220,35 @@ class PyrenderRenderer:
         inner._get_light_cam_matrices = get_light_cam_matrices
 
     def close(self) -> None:
+        """Free this renderer's GL objects and context, but never terminate the EGL display:
+        it is shared by every context of the process (pyrender's delete() terminates it,
+        which breaks any other live renderer)."""
+        r = self._r
+        if r is None or getattr(r, "_platform", None) is None:
+            return
         try:
-            self._r.delete()
+            r._platform.make_current()
+            r._renderer.delete()
+            plat = r._platform
+            display, context = getattr(plat, "_egl_display", None), getattr(plat, "_egl_context", None)
+            if display is not None and context is not None:
+                from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglDestroyContext, eglMakeCurrent
+
+                eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+                eglDestroyContext(display, context)
+                plat._egl_context = None
+                plat._egl_display = None  # so its __del__ does not eglTerminate the shared display
+            else:  # not EGL (e.g. OSMesa): its own delete is safe
+                plat.delete_context()
+        except Exception:
+            pass
+        r._renderer = None
+        r._platform = None
+        self._r = None
+
+    def __del__(self):
+        try:
+            self.close()
         except Exception:
             pass
 

@@ -170,6 +170,7 @@ class Frame:
     instance: np.ndarray
     unoccluded: Dict[int, np.ndarray]
     amodal: Dict[int, tuple] = field(default_factory=dict)
+    truncation: Dict[int, float] = field(default_factory=dict)  # measured before a geometric warp
 
 
 @dataclass(frozen=True)

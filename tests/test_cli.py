@@ -254,3 +254,17 @@ def test_configs_work_from_a_built_wheel(tmp_path):
                        capture_output=True, text=True, cwd=str(tmp_path), env=env)
     assert r.returncode == 0, r.stderr
     assert (out / "annotations.json").exists()
+
+
+def test_edge_cases_are_recorded_and_deterministic(tmp_path):
+    args = [*BASE, "num_images=4", "edge_cases=[harsh,night]", "edge_cases.lens_distortion={p:1.0}"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert run_cli(*args, f"output_dir={a}", "workers=1").returncode == 0
+    r = run_cli(*args, f"output_dir={b}", "workers=2")
+    assert r.returncode == 0, r.stderr
+    assert_same_dataset(a, b)
+    doc = json.load(open(os.path.join(a, "annotations.json")))
+    for img in doc["images"]:
+        cond = img["conditions"]
+        assert {"hard_shadows", "low_light", "sensor_noise", "lens_distortion"} <= set(cond)
+        assert img["dist_coeffs"][0] == cond["lens_distortion"]["k1"]

@@ -183,3 +183,25 @@ def test_difficulty_and_filters(renderer, library):
     assert anns[2].difficulty == "easy"
     cfg.filtered = "drop"
     assert [a.instance_id for a in annotate(sc, frame, cfg)] == [2]
+
+
+def test_closing_one_renderer_leaves_the_others_working(renderer, library):
+    """pyrender's delete() terminates the process-wide EGL display; ours must not."""
+    import gc
+
+    from simgen.render import PyrenderRenderer
+
+    sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0)], camera([0.0, -0.4, 0.4], [0.0, 0.0, 0.0]))
+    before = renderer.render(sc, library).instance.copy()
+    other = PyrenderRenderer(64, 48, shadows=False)
+    other.render(replace_camera(sc, 64, 48), library)
+    other.close()
+    PyrenderRenderer(64, 48, shadows=False)  # dropped without close(): garbage collected
+    gc.collect()
+    assert (renderer.render(sc, library).instance == before).all()
+
+
+def replace_camera(sc, w, h):
+    from dataclasses import replace
+
+    return replace(sc, camera=camera([0.0, -0.4, 0.4], [0.0, 0.0, 0.0], width=w, height=h))

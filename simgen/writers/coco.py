@@ -35,7 +35,9 @@ def image_part(sample, files: Dict[str, str]) -> dict:
         "depth_scale": 0.001,
         "K": _r(cam.K), "cam_pose": _r(cam.pose),
         "settle": sample.settle.as_dict(),
+        "conditions": sample.conditions or {},
     }
+    img.update(sample.image_meta or {})
     anns = []
     for a in sample.annotations:
         anns.append({
