@@ -14,6 +14,8 @@ import sys
 from typing import List, Optional
 
 USAGE = """usage: simgen [--cfg] [key=value ...]
+       simgen validate <dataset>
+       simgen export <dataset> --to yolo[,voc] [--segments]
 
 Generate a labeled synthetic dataset. Common keys:
   num_images=50 seed=0 output_dir=out/demo workers=1 overwrite=false
@@ -23,8 +25,61 @@ Generate a labeled synthetic dataset. Common keys:
 """
 
 
+def _validate(args: List[str]) -> int:
+    import argparse
+
+    from .validate import validate_dataset
+
+    ap = argparse.ArgumentParser(prog="simgen validate", description="Check a dataset on disk.")
+    ap.add_argument("dataset")
+    a = ap.parse_args(args)
+    problems = validate_dataset(a.dataset)
+    for p in problems:
+        print(f"problem: {p}")
+    if problems:
+        print(f"simgen: {a.dataset}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"simgen: {a.dataset}: valid")
+    return 0
+
+
+def _export(args: List[str]) -> int:
+    import argparse
+    import json
+    import os
+
+    from .errors import SimGenError
+    from .writers import EXPORTERS
+
+    ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
+    ap.add_argument("dataset")
+    ap.add_argument("--to", required=True, help=f"comma-separated: {', '.join(sorted(EXPORTERS))}")
+    ap.add_argument("--segments", action="store_true", help="YOLO segmentation polygons instead of boxes")
+    a = ap.parse_args(args)
+    fmts = [f for f in a.to.split(",") if f and f != "coco"]
+    unknown = [f for f in fmts if f not in EXPORTERS]
+    path = os.path.join(a.dataset, "annotations.json")
+    try:
+        if unknown:
+            raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
+        if not os.path.isfile(path):
+            raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
+                              f"or finish the run)")
+        coco = json.load(open(path, encoding="utf-8"))
+        for f in fmts:
+            print(f"simgen: wrote {EXPORTERS[f](a.dataset, coco, {'yolo_segments': a.segments})}")
+    except SimGenError as exc:
+        print(f"simgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "validate":
+        return _validate(argv[1:])
+    if argv and argv[0] == "export":
+        return _export(argv[1:])
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0

@@ -184,6 +184,18 @@ class AnnotateConfig:
 
 
 @dataclass
+class SplitsConfig:
+    train: float = 1.0  # fractions (normalised); each image's split is drawn from (seed, index)
+    val: float = 0.0
+    test: float = 0.0
+
+
+@dataclass
+class YoloConfig:
+    segments: bool = False  # write segmentation polygons instead of boxes
+
+
+@dataclass
 class SimGenConfig:
     num_images: int = 50
     seed: int = 0
@@ -207,12 +219,15 @@ class SimGenConfig:
     # Config group `edge_cases` (configs/edge_cases/*.yaml, combinable: edge_cases=[night,fog]):
     # condition name -> {p: probability per image, <parameter>: <distribution>}; see simgen.effects.
     edge_cases: Dict[str, Any] = field(default_factory=dict)
+    formats: List[str] = field(default_factory=lambda: ["coco"])  # coco (always) + yolo, voc
+    splits: SplitsConfig = field(default_factory=SplitsConfig)
+    yolo: YoloConfig = field(default_factory=YoloConfig)
 
 
 _SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "assets": AssetsConfig, "distractors": DistractorsConfig,
              "materials": MaterialsConfig, "floor": FloorConfig, "background": BackgroundConfig,
              "container": ContainerConfig, "lights": LightsConfig, "physics": PhysicsConfig,
-             "render": RenderConfig, "annotate": AnnotateConfig}
+             "render": RenderConfig, "annotate": AnnotateConfig, "splits": SplitsConfig, "yolo": YoloConfig}
 
 # Keys that do not change a single output byte: a resumed run may change them freely.
 NON_OUTPUT_KEYS = ("workers", "overwrite", "progress", "output_dir")
@@ -532,8 +547,14 @@ def validate(cfg) -> None:
     need(0 <= cfg.render.png_compression <= 9,
          f"render.png_compression must be 0..9, got {cfg.render.png_compression}")
     from . import effects
+    from .writers import FORMATS
 
     effects.validate(cfg)
+    bad = [f for f in cfg.formats if f not in FORMATS]
+    need(not bad, f"unknown format(s) {bad}; known: {', '.join(FORMATS)} (fix: formats=[coco,yolo])")
+    sp = cfg.splits
+    need(min(sp.train, sp.val, sp.test) >= 0 and sp.train + sp.val + sp.test > 0,
+         "splits.train/val/test must be >= 0 with a positive sum (fix: splits.train=0.8 splits.val=0.2)")
     an = cfg.annotate
     need(an.min_visible_pixels >= 1, "annotate.min_visible_pixels must be >= 1")
     need(0 <= an.min_visibility <= 1, "annotate.min_visibility must be in [0, 1]")

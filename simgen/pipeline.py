@@ -17,6 +17,21 @@ from .spec import Annotation, Frame, SceneSpec, SettleReport
 STAGES = ("sample", "physics", "render", "effects", "annotate", "write")
 
 
+def split_of(cfg, index: int) -> str:
+    """train / val / test for image ``index``: a pure function of (seed, index), so every
+    format and every resumed or sharded run agrees."""
+    from .scenes import factor_rng
+
+    fr = [float(cfg.splits.train), float(cfg.splits.val), float(cfg.splits.test)]
+    u = factor_rng(cfg.seed, index, "split").random() * sum(fr)
+    acc = 0.0
+    for name, f in zip(("train", "val", "test"), fr):
+        acc += f
+        if u < acc:
+            return name
+    return "train" if fr[0] > 0 else ("val" if fr[1] > 0 else "test")
+
+
 def _has_distractors(cfg) -> bool:
     c = cfg.distractors.count
     return not (isinstance(c, (int, float)) and c == 0)
@@ -36,6 +51,7 @@ class Sample:
     annotations: List[Annotation]
     timings: Dict[str, float]
     conditions: Dict[str, Dict] = None  # edge cases applied: name -> sampled parameters
+    split: str = "train"
     image_meta: Dict[str, object] = None  # extra image fields from effects (dist_coeffs)
 
 
@@ -132,7 +148,8 @@ class Pipeline:
                  annotate=t4 - t3e)
         t.update({f"render.{k}": v for k, v in self.renderer.last_timings.items()})
         return Sample(index, image_name(index), scene, report, frame, anns, t,
-                      conditions=effects.as_metadata(fired), image_meta=meta)
+                      conditions=effects.as_metadata(fired), image_meta=meta,
+                      split=split_of(self.cfg, index))
 
     def write(self, sample: Sample, output_dir: str, parts_dir: str) -> dict:
         """Write buffers, then the image's part file last (its existence marks completion)."""

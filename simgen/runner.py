@@ -20,7 +20,8 @@ from .pipeline import STAGES, Pipeline, image_name
 
 WORK_DIR = ".simgen"
 RUN_FILE = "run.json"
-OWNED = ("images", "masks", "depth", "annotations.json", "config.yaml", "run_summary.json", WORK_DIR)
+OWNED = ("images", "masks", "depth", "annotations.json", "annotations_train.json", "annotations_val.json",
+         "annotations_test.json", "yolo", "voc", "config.yaml", "run_summary.json", WORK_DIR)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def run(cfg) -> Summary:
     from omegaconf import OmegaConf
 
     from .assets import AssetLibrary
-    from .writers import REGISTRY
+    from .writers import EXPORTERS
 
     library = AssetLibrary.from_config(cfg)
     library.validate()  # bad meshes fail here, before the output folder is touched
@@ -209,8 +210,14 @@ def run(cfg) -> Summary:
             "conventions": "units metres; K and cam_pose in OpenCV camera axes (x right, y down, "
                            "z forward); cam_pose is camera-to-world; bbox [x,y,w,h] of the visible "
                            "mask with w = x_max - x_min + 1; depth PNG in millimetres"}
-    for name, finalize in REGISTRY.items():
-        finalize(out, parts, library.categories, info)
+    from .writers import coco
+
+    # Exporters first, COCO last: annotations.json appearing marks the dataset complete.
+    doc = coco.assemble(parts, library.categories, info)
+    for fmt in cfg.formats:
+        if fmt != "coco":
+            EXPORTERS[fmt](out, doc, {"yolo_segments": bool(cfg.yolo.segments)})
+    coco.finalize(out, parts, library.categories, info)
     instances = Counter(a["category"] for p in parts for a in p["annotations"])
     not_settled = [p["image"]["index"] for p in parts if not p["image"]["settle"]["converged"]]
     made = len(todo)

@@ -22,7 +22,7 @@ from .spec import CameraSpec, LightSpec, ObjectSpec, SceneSpec, StaticSpec, Text
 from .textures import hsv_to_rgb, kelvin_to_rgb, list_images
 
 _FACTORS = {"objects": 1, "poses": 2, "lights": 3, "camera": 4, "materials": 5, "count": 6,
-            "distractors": 7, "background": 8, "balance": 9, "physics": 10, "effects": 11}
+            "distractors": 7, "background": 8, "balance": 9, "physics": 10, "effects": 11, "split": 12}
 # OpenCV-style look-at -> a light frame (pyrender lights shine along their -z axis).
 _LIGHT_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 

@@ -30,6 +30,7 @@ def image_part(sample, files: Dict[str, str]) -> dict:
         "file_name": os.path.basename(files["image"]),
         "width": int(cam.width), "height": int(cam.height),
         "index": int(sample.index),
+        "split": sample.split,
         "mask_file": files["mask"],
         "depth_file": files.get("depth"),
         "depth_scale": 0.001,
@@ -54,8 +55,8 @@ def image_part(sample, files: Dict[str, str]) -> dict:
     return {"image": img, "annotations": anns}
 
 
-def finalize(output_dir: str, parts: List[dict], categories: List[str], info: dict) -> str:
-    """Assemble annotations.json from per-image parts (sorted by index) atomically."""
+def assemble(parts: List[dict], categories: List[str], info: dict) -> dict:
+    """The COCO document from per-image parts, sorted by image index."""
     cat_ids = {c: i + 1 for i, c in enumerate(categories)}
     images, annotations = [], []
     for part in sorted(parts, key=lambda p: p["image"]["index"]):
@@ -75,6 +76,23 @@ def finalize(output_dir: str, parts: List[dict], categories: List[str], info: di
         "images": images,
         "annotations": annotations,
     }
-    path = os.path.join(output_dir, ANNOTATIONS_FILE)
-    atomic_write_json(path, doc)
-    return path
+    return doc
+
+
+def finalize(output_dir: str, parts: List[dict], categories: List[str], info: dict) -> dict:
+    """Write annotations.json atomically (last), plus annotations_<split>.json when the
+    images fall in more than one split. Returns the document."""
+    doc = assemble(parts, categories, info)
+    images, annotations = doc["images"], doc["annotations"]
+    splits = sorted({img.get("split", "train") for img in images})
+    for name in ("train", "val", "test"):
+        path = os.path.join(output_dir, f"annotations_{name}.json")
+        if len(splits) > 1 and name in splits:
+            keep = {img["id"] for img in images if img.get("split", "train") == name}
+            sub = dict(doc, images=[i for i in images if i["id"] in keep],
+                       annotations=[a for a in annotations if a["image_id"] in keep])
+            atomic_write_json(path, sub)
+        elif os.path.exists(path):
+            os.unlink(path)
+    atomic_write_json(os.path.join(output_dir, ANNOTATIONS_FILE), doc)  # last: marks completion
+    return doc

@@ -1,0 +1,142 @@
+"""Writers read back by independent readers, splits, export after the fact, validate."""
+import filecmp
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["num_images=8", "seed=2", "camera.width=320", "camera.height=240", "objects.count=[3,7]",
+        "progress=false", "formats=[coco,yolo,voc]", "splits.train=0.6", "splits.val=0.2",
+        "splits.test=0.2", "annotate.min_visibility=0.3"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("fmt") / "d")
+    r = run_cli(*ARGS, f"output_dir={out}")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def coco(d):
+    return json.load(open(os.path.join(d, "annotations.json")))
+
+
+def test_validate_accepts_then_names_problems(dataset, tmp_path):
+    r = run_cli("validate", dataset)
+    assert r.returncode == 0 and "valid" in r.stdout
+    broken = str(tmp_path / "b")
+    shutil.copytree(dataset, broken)
+    doc = coco(broken)
+    doc["annotations"][0]["bbox"][2] += 3
+    json.dump(doc, open(os.path.join(broken, "annotations.json"), "w"))
+    os.unlink(os.path.join(broken, "images", doc["images"][1]["file_name"]))
+    r = run_cli("validate", broken)
+    assert r.returncode == 1
+    assert "not the tight box" in r.stdout or "outside" in r.stdout
+    assert f"images/{doc['images'][1]['file_name']}: missing" in r.stdout
+
+
+def test_splits_are_consistent_everywhere(dataset):
+    doc = coco(dataset)
+    per = {s: [i for i in doc["images"] if i["split"] == s] for s in ("train", "val", "test")}
+    assert sum(len(v) for v in per.values()) == 8 and all(per.values())
+    for s, imgs in per.items():
+        sub = json.load(open(os.path.join(dataset, f"annotations_{s}.json")))
+        assert [i["id"] for i in sub["images"]] == [i["id"] for i in imgs]
+        assert sorted(os.listdir(os.path.join(dataset, "yolo", "labels", s))) == \
+            sorted(i["file_name"].replace(".png", ".txt") for i in imgs)
+        voc = open(os.path.join(dataset, "voc", "ImageSets", "Main", f"{s}.txt")).read().split()
+        assert voc == [i["file_name"][:-4] for i in imgs]
+    # A split depends on (seed, index) only: a bigger dataset keeps the first images' splits.
+    from simgen.config import compose
+    from simgen.pipeline import split_of
+
+    big = compose([a for a in ARGS if not a.startswith("num_images")] + ["num_images=500"])
+    assert [split_of(big, i["index"]) for i in doc["images"]] == [i["split"] for i in doc["images"]]
+
+
+def test_yolo_boxes_and_data_yaml(dataset):
+    doc = coco(dataset)
+    data = yaml.safe_load(open(os.path.join(dataset, "yolo", "data.yaml")))
+    names = [c["name"] for c in doc["categories"]]
+    assert data["nc"] == len(names) and [data["names"][k] for k in range(len(names))] == names
+    for key in ("train", "val", "test"):
+        assert os.path.isdir(os.path.join(dataset, "yolo", data[key]))
+    for img in doc["images"]:
+        W, H = img["width"], img["height"]
+        path = os.path.join(dataset, "yolo", "labels", img["split"], img["file_name"].replace(".png", ".txt"))
+        rows = [list(map(float, line.split())) for line in open(path) if line.strip()]
+        want = sorted((names.index(next(c["name"] for c in doc["categories"] if c["id"] == a["category_id"])),
+                       *a["bbox"]) for a in doc["annotations"] if a["image_id"] == img["id"] and not a["ignore"])
+        got = sorted((int(c), (cx - w / 2) * W, (cy - h / 2) * H, w * W, h * H) for c, cx, cy, w, h in rows)
+        assert len(got) == len(want)
+        for g, w_ in zip(got, want):
+            assert g[0] == w_[0] and np.allclose(g[1:], w_[1:], atol=0.01)
+
+
+def test_yolo_segments_cover_the_masks(dataset, tmp_path):
+    import cv2
+
+    from simgen.io import read_png
+
+    d = str(tmp_path / "seg")
+    shutil.copytree(dataset, d, ignore=shutil.ignore_patterns("yolo", "voc"))
+    r = run_cli("export", d, "--to", "yolo", "--segments")
+    assert r.returncode == 0, r.stderr
+    doc = coco(d)
+    for img in doc["images"]:
+        inst = read_png(os.path.join(d, img["mask_file"]))
+        W, H = img["width"], img["height"]
+        path = os.path.join(d, "yolo", "labels", img["split"], img["file_name"].replace(".png", ".txt"))
+        rows = [list(map(float, line.split())) for line in open(path) if line.strip()]
+        kept = [a for a in doc["annotations"] if a["image_id"] == img["id"] and not a["ignore"]]
+        assert len(rows) == len(kept)
+        for a, row in zip(sorted(kept, key=lambda a: a["id"]), rows):
+            poly = (np.array(row[1:]).reshape(-1, 2) * [W, H] - 0.5).round().astype(np.int32)
+            filled = np.zeros((H, W), np.uint8)
+            cv2.fillPoly(filled, [poly], 1)
+            m = inst == a["instance_id"]
+            iou = (m & (filled > 0)).sum() / (m | (filled > 0)).sum()
+            assert iou > (0.8 if a["area"] >= 150 else 0.3), (a["id"], a["area"], iou)
+
+
+def test_voc_xml_matches_coco(dataset):
+    doc = coco(dataset)
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    for img in doc["images"]:
+        root = ET.parse(os.path.join(dataset, "voc", "Annotations", img["file_name"][:-4] + ".xml")).getroot()
+        assert int(root.find("size/width").text) == img["width"]
+        objs = root.findall("object")
+        anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
+        assert len(objs) == len(anns)
+        for o, a in zip(objs, anns):
+            x, y, w, h = a["bbox"]
+            b = [int(o.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+            assert b == [x + 1, y + 1, x + w, y + h] and o.find("name").text == names[a["category_id"]]
+            assert int(o.find("difficult").text) == int(a["ignore"] or a["difficulty"] in ("hard", "beyond_hard"))
+        assert os.path.isfile(os.path.join(dataset, "voc", "JPEGImages", img["file_name"]))
+
+
+def test_export_after_the_fact_matches_the_run(dataset, tmp_path):
+    d = str(tmp_path / "e")
+    shutil.copytree(dataset, d, ignore=shutil.ignore_patterns("yolo", "voc"))
+    r = run_cli("export", d, "--to", "yolo,voc")
+    assert r.returncode == 0, r.stderr
+    for fmt in ("yolo", "voc"):
+        cmp = filecmp.dircmp(os.path.join(dataset, fmt), os.path.join(d, fmt))
+        stack = [cmp]
+        while stack:
+            c = stack.pop()
+            assert not c.diff_files and not c.left_only and not c.right_only, (fmt, c.diff_files)
+            stack.extend(c.subdirs.values())
+    r = run_cli("export", str(tmp_path / "nothing"), "--to", "yolo")
+    assert r.returncode != 0 and "annotations.json is missing" in r.stderr
