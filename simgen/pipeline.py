@@ -72,9 +72,9 @@ class Pipeline:
     @property
     def renderer(self):
         if self._renderer is None:
-            from .render import PyrenderRenderer
+            from .render import shared_renderer
 
-            self._renderer = PyrenderRenderer(self.cfg.camera.width, self.cfg.camera.height,
+            self._renderer = shared_renderer(self.cfg.camera.width, self.cfg.camera.height,
                                               shadows=bool(self.cfg.render.shadows),
                                               shadow_map_size=int(self.cfg.render.shadow_map_size),
                                               amodal_canvas=float(self.cfg.annotate.amodal_canvas))
@@ -89,10 +89,11 @@ class Pipeline:
         return self._physics
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
+        """Release the physics client. The renderer is the process's shared one and stays."""
+        self._renderer = None
         if self._physics is not None:
             self._physics.close()
+            self._physics = None
 
     def sample(self, index: int, attempt: int = 0) -> SceneSpec:
         return sample_scene(self.cfg, self.library, int(self.cfg.seed), index, attempt,
@@ -138,7 +139,10 @@ class Pipeline:
         fired = effects.sample(self.cfg, int(self.cfg.seed), index)
         scene = effects.apply_scene(fired, scene, self)
         t2 = time.perf_counter()
-        frame = self.renderer.render(scene, self.all_assets)
+        renderer = self.renderer
+        renderer.shadows, renderer.amodal_canvas = bool(self.cfg.render.shadows), float(self.cfg.annotate.amodal_canvas)
+        renderer.set_shadow_map_size(int(self.cfg.render.shadow_map_size))
+        frame = renderer.render(scene, self.all_assets)
         t3 = time.perf_counter()
         frame, meta = effects.apply_image(fired, frame, scene)
         t3e = time.perf_counter()

@@ -120,6 +120,23 @@ def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
     return (lo + hi) / 2.0, max(float(np.linalg.norm(hi - lo)) / 2.0 * 1.05, 0.05)
 
 
+_SHARED: Optional["PyrenderRenderer"] = None
+
+
+def shared_renderer(width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024,
+                    amodal_canvas: float = 1.0) -> "PyrenderRenderer":
+    """The process's one renderer (one GL context), created on first use and reused by every
+    pipeline of the process: OpenGL objects of a closed context must never outlive it, and
+    pyrender objects free theirs whenever Python collects them."""
+    global _SHARED
+    if _SHARED is None or _SHARED._r is None:
+        _SHARED = PyrenderRenderer(width, height, shadows, shadow_map_size, amodal_canvas)
+    r = _SHARED
+    r.shadows, r.amodal_canvas = bool(shadows), float(amodal_canvas)
+    r.set_shadow_map_size(int(shadow_map_size))
+    return r
+
+
 class PyrenderRenderer:
     """Caches one pyrender mesh per (asset, slot) and moves nodes with set_pose."""
 
@@ -165,6 +182,18 @@ class PyrenderRenderer:
         self._cam_node = self._scene.add(self._cam, pose=np.eye(4))
         self._lights: Dict[str, List[object]] = {"directional": [], "point": [], "spot": []}
         self._light_nodes: List[object] = []
+
+    def set_shadow_map_size(self, size: int) -> None:
+        """Shadow maps of this size from now on (lights made with another size are remade)."""
+        import pyrender.light
+        import pyrender.renderer
+
+        if pyrender.renderer.SHADOW_TEX_SZ != size:
+            pyrender.light.SHADOW_TEX_SZ = pyrender.renderer.SHADOW_TEX_SZ = int(size)
+            for n in self._light_nodes:
+                self._scene.remove_node(n)
+            self._light_nodes = []
+            self._lights = {"directional": [], "point": [], "spot": []}
 
     def _install_or_mode_hook(self) -> None:
         """Two hooks into pyrender's (pinned) renderer: a SEG pass that ORs colours with depth
@@ -275,7 +304,7 @@ class PyrenderRenderer:
         return mesh, node, mat
 
     def _mesh_slot(self, library: AssetLibrary, asset: str, slot: int):
-        pool = self._pool.setdefault(asset, [])
+        pool = self._pool.setdefault(library.assets[asset], [])  # keyed by the asset itself
         while len(pool) <= slot:
             tm = library.visual_mesh(asset)
             a = library.assets[asset]

@@ -22,13 +22,12 @@ def library():
     return AssetLibrary.from_sets(["primitives", "pybullet"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def renderer():
-    from simgen.render import PyrenderRenderer
+    """The process's shared renderer, reset to the test defaults (shadows off)."""
+    from simgen.render import shared_renderer
 
-    r = PyrenderRenderer(320, 240, shadows=False)
-    yield r
-    r.close()
+    return shared_renderer(320, 240, shadows=False)
 
 
 def camera(eye, target, width=320, height=240, fov=50.0):
