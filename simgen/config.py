@@ -140,6 +140,7 @@ class PhysicsConfig:
     linear_velocity_threshold: float = 0.01  # m/s: at rest below this ...
     angular_velocity_threshold: float = 0.1  # rad/s: ... and below this
     sink_tolerance: float = 0.01  # metres below the floor before an object counts as sunk
+    penetration_tolerance: float = 0.005  # metres of overlap between two objects before it counts
     rest_checks: int = 5  # ... for this many consecutive checks (one check every 10 steps)
     friction: Any = dist(0.6)  # objects' lateral friction unless their asset sets one
     restitution: Any = dist(0.05)

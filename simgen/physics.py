@@ -177,7 +177,14 @@ class PhysicsWorld:
             xy = T[:2, 3]
             if (xy < lo).any() or (xy > hi).any():
                 fell.append(o.instance_id)
+        # Interpenetration: contacts deeper than the tolerance between two objects.
+        ids = {b: iid for iid, b in bodies.items()}
+        deep = set()
+        for cp in p.getContactPoints(physicsClientId=c):
+            a, b, depth = cp[1], cp[2], cp[8]
+            if a in ids and b in ids and depth < -cfg.penetration_tolerance:
+                deep.update((ids[a], ids[b]))
         report = SettleReport(converged=converged and not exploded, steps=steps, max_linear_velocity=lin,
                               max_angular_velocity=ang, below_floor=tuple(below), fell_off=tuple(fell),
-                              exploded=exploded)
+                              exploded=exploded, interpenetrating=tuple(sorted(deep)))
         return scene.with_object_poses(poses), report

@@ -36,6 +36,7 @@ class Summary:
     stage_seconds: Dict[str, float] = field(default_factory=dict)
     gl_renderer: Optional[str] = None
     annotations_file: str = ""
+    resampled: int = 0  # scenes thrown away by physics checks and sampled again
 
     @property
     def images_per_second(self) -> float:
@@ -45,7 +46,8 @@ class Summary:
         inst = ", ".join(f"{k} {v}" for k, v in sorted(self.instances.items(), key=lambda kv: (-kv[1], kv[0])))
         return (f"{self.num_images} images ({self.made} made, {self.resumed} kept from an earlier run), "
                 f"{sum(self.instances.values())} instances [{inst}], "
-                f"{self.images_per_second:.2f} images/s, {len(self.not_settled)} scenes did not settle")
+                f"{self.images_per_second:.2f} images/s, {len(self.not_settled)} scenes did not settle, "
+                f"{self.resampled} resampled after failed physics checks")
 
 
 def _diff_keys(a, b, prefix="") -> List[str]:
@@ -220,15 +222,17 @@ def run(cfg) -> Summary:
     coco.finalize(out, parts, library.categories, info)
     instances = Counter(a["category"] for p in parts for a in p["annotations"])
     not_settled = [p["image"]["index"] for p in parts if not p["image"]["settle"]["converged"]]
+    resampled = sum(p["image"]["settle"].get("attempts", 1) - 1 for p in parts)
     made = len(todo)
     summary = Summary(output_dir=out, num_images=n, made=made, resumed=len(done), seconds=seconds,
                       instances=dict(instances), not_settled=not_settled,
                       stage_seconds={k: stage[k] / made for k in STAGES if made}, gl_renderer=gl,
-                      annotations_file=ann_path)
+                      annotations_file=ann_path, resampled=resampled)
     atomic_write_json(os.path.join(out, "run_summary.json"), {
         "images": n, "made_this_run": made, "kept": len(done), "seconds": round(seconds, 3),
         "images_per_second": round(summary.images_per_second, 3), "workers": int(cfg.workers),
         "instances": dict(sorted(instances.items())), "not_settled": not_settled,
+        "resampled_scenes": resampled,
         "mean_stage_seconds": {k: round(v, 5) for k, v in summary.stage_seconds.items()},
         "gl_renderer": gl}, indent=1)
     return summary

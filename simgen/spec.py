@@ -139,15 +139,18 @@ class SettleReport:
 
     fell_off: Tuple[int, ...] = ()  # left the support area (floor, bin)
     exploded: bool = False  # some body exceeded the explosion speed
+    interpenetrating: Tuple[int, ...] = ()  # objects in contacts deeper than the tolerance
     attempts: int = 1  # scenes sampled to get this one (resampled after failed checks)
 
     @property
     def valid(self) -> bool:
-        return self.converged and not self.below_floor and not self.fell_off and not self.exploded
+        return (self.converged and not self.below_floor and not self.fell_off and not self.exploded
+                and not self.interpenetrating)
 
     def as_dict(self) -> dict:
         return {"converged": bool(self.converged), "steps": int(self.steps), "attempts": int(self.attempts),
                 "exploded": bool(self.exploded), "fell_off": [int(i) for i in self.fell_off],
+                "interpenetrating": [int(i) for i in self.interpenetrating],
                 "max_linear_velocity": round(float(self.max_linear_velocity), 6),
                 "max_angular_velocity": round(float(self.max_angular_velocity), 6),
                 "below_floor": [int(i) for i in self.below_floor]}

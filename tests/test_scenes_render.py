@@ -124,3 +124,24 @@ def test_procedural_textures_show_on_objects(renderer, library):
         px = frame.rgb[frame.instance == 1].astype(float).mean(axis=1)
         spreads[kind] = px.std()
     assert all(spreads[k] > 3 * spreads["none"] for k in ("checker", "stripes", "noise")), spreads
+
+
+def test_broken_physics_is_detected_and_resampled(library):
+    """Overlapping starts blow apart, a floor-less drop falls away: both are caught, and
+    the pipeline resamples a bounded number of times."""
+    from simgen.physics import PhysicsWorld
+
+    world = PhysicsWorld()
+    cfg = compose(["physics.max_steps=1"]).physics  # look right after the start
+    sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0), ("cube", [0.04, 0.0, 0.035], None, 1.0)],
+               camera([0.0, -0.6, 0.5], [0.0, 0.0, 0.0]))  # overlapping by 3 cm
+    _, rep = world.settle(sc, library, cfg)
+    assert set(rep.interpenetrating) == {1, 2} and not rep.valid, rep
+    far = replace(sc, objects=(replace(sc.objects[0], pose=np.array(
+        [[1, 0, 0, 3.0], [0, 1, 0, 0], [0, 0, 1, 0.035], [0, 0, 0, 1.0]])),))
+    _, rep = world.settle(far, library, compose([]).physics)  # beyond the 4 m floor's edge
+    assert rep.fell_off == (1,) and not rep.valid
+    world.close()
+    pipe = Pipeline(compose(SMALL + ["physics.max_steps=20", "physics.max_tries=3"]))  # never settles
+    sc, rep = pipe.sample_and_settle(0)
+    assert rep.attempts == 3 and not rep.converged and sc.attempt == 2
