@@ -16,6 +16,8 @@ from typing import List, Optional
 USAGE = """usage: simgen [--cfg] [key=value ...]
        simgen validate <dataset>
        simgen export <dataset> --to yolo[,voc] [--segments]
+       simgen preview <dataset> [--n 16] [--indices 0,5,9] [--amodal] [--depth] [--instances] [--out F]
+       simgen report <dataset> [--against real/annotations.json [--real-images DIR]] [--out DIR]
 
 Generate a labeled synthetic dataset. Common keys:
   num_images=50 seed=0 output_dir=out/demo workers=1 overwrite=false
@@ -74,8 +76,69 @@ def _export(args: List[str]) -> int:
     return 0
 
 
+def _preview(args: List[str]) -> int:
+    import argparse
+    import os
+
+    from .errors import SimGenError
+
+    ap = argparse.ArgumentParser(prog="simgen preview", description="Contact sheet of labeled images.")
+    ap.add_argument("dataset")
+    ap.add_argument("--n", type=int, default=16, help="random images to show (default 16)")
+    ap.add_argument("--indices", help="comma-separated image indices instead of random ones")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cols", type=int, help="images per row (default 4, or fewer with --depth/--instances)")
+    ap.add_argument("--amodal", action="store_true", help="also draw amodal boxes")
+    ap.add_argument("--depth", action="store_true", help="depth beside each image")
+    ap.add_argument("--instances", action="store_true", help="instance map beside each image")
+    ap.add_argument("--out", help="PNG to write (default <dataset>/preview.png)")
+    a = ap.parse_args(args)
+    try:
+        import cv2
+
+        from .preview import contact_sheet
+
+        idx = [int(v) for v in a.indices.split(",")] if a.indices else None
+        sheet = contact_sheet(a.dataset, a.n, idx, a.seed, a.amodal, a.depth, a.instances, a.cols)
+        out = a.out or os.path.join(a.dataset, "preview.png")
+        if not cv2.imwrite(out, sheet[..., ::-1]):
+            raise SimGenError(f"cannot write {out} (fix: --out to a writable path ending in .png)")
+    except SimGenError as exc:
+        print(f"simgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"simgen: preview written to {out}")
+    return 0
+
+
+def _report(args: List[str]) -> int:
+    import argparse
+    import os
+
+    from .errors import SimGenError
+
+    ap = argparse.ArgumentParser(prog="simgen report", description="HTML report, plots and quality flags.")
+    ap.add_argument("dataset")
+    ap.add_argument("--against", help="a real dataset's COCO annotations to compare with")
+    ap.add_argument("--real-images", help="folder of the real images (colour statistics)")
+    ap.add_argument("--out", help="folder to write (default <dataset>/report)")
+    a = ap.parse_args(args)
+    try:
+        from .report import write_report
+
+        if a.against and not os.path.isfile(a.against):
+            raise SimGenError(f"--against {a.against}: no such file (fix: give a COCO annotations JSON)")
+        path = write_report(a.dataset, a.out or os.path.join(a.dataset, "report"), a.against, a.real_images)
+    except SimGenError as exc:
+        print(f"simgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"simgen: report written to {path}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("preview", "report"):
+        return {"preview": _preview, "report": _report}[argv[0]](argv[1:])
     if argv and argv[0] == "validate":
         return _validate(argv[1:])
     if argv and argv[0] == "export":

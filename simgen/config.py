@@ -197,6 +197,17 @@ class YoloConfig:
 
 
 @dataclass
+class QualityConfig:
+    """Thresholds of `simgen report`'s quality flags (saved with the dataset)."""
+
+    dark_mean: float = 0.06  # mean brightness (0..1) below which an image is near-black
+    blown_fraction: float = 0.4  # fraction of saturated pixels above which an image is blown out
+    degenerate_box_px: int = 2  # boxes with a side of this many pixels or fewer
+    duplicate_bits: int = 3  # difference-hash bits within which two images are near-duplicates
+    class_share_ratio: float = 0.5  # a class below this fraction of its requested share
+
+
+@dataclass
 class SimGenConfig:
     num_images: int = 50
     seed: int = 0
@@ -223,15 +234,17 @@ class SimGenConfig:
     formats: List[str] = field(default_factory=lambda: ["coco"])  # coco (always) + yolo, voc
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     yolo: YoloConfig = field(default_factory=YoloConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 _SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "assets": AssetsConfig, "distractors": DistractorsConfig,
              "materials": MaterialsConfig, "floor": FloorConfig, "background": BackgroundConfig,
              "container": ContainerConfig, "lights": LightsConfig, "physics": PhysicsConfig,
-             "render": RenderConfig, "annotate": AnnotateConfig, "splits": SplitsConfig, "yolo": YoloConfig}
+             "render": RenderConfig, "annotate": AnnotateConfig, "splits": SplitsConfig, "yolo": YoloConfig,
+             "quality": QualityConfig}
 
 # Keys that do not change a single output byte: a resumed run may change them freely.
-NON_OUTPUT_KEYS = ("workers", "overwrite", "progress", "output_dir")
+NON_OUTPUT_KEYS = ("workers", "overwrite", "progress", "output_dir", "quality")
 
 _registered = False
 
