@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.simgen-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,torch]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -140,3 +140,46 @@ def test_export_after_the_fact_matches_the_run(dataset, tmp_path):
             stack.extend(c.subdirs.values())
     r = run_cli("export", str(tmp_path / "nothing"), "--to", "yolo")
     assert r.returncode != 0 and "annotations.json is missing" in r.stderr
+
+
+def test_bop_export_reprojects_models_onto_masks(tmp_path):
+    """BOP ground truth read back: each model, posed with cam_R_m2c / cam_t_m2c and
+    projected with cam_K, covers its full mask (the object alone) almost exactly."""
+    import cv2
+    import trimesh
+
+    out = str(tmp_path / "bop")
+    r = run_cli("num_images=3", "seed=4", "camera.width=320", "camera.height=240", "objects.count=[3,5]",
+                "objects.scale=1", "progress=false", "formats=[coco,bop]", f"output_dir={out}")
+    assert r.returncode == 0, r.stderr
+    scene_dir = os.path.join(out, "bop", "train", "000000")
+    cam = json.load(open(os.path.join(scene_dir, "scene_camera.json")))
+    gt = json.load(open(os.path.join(scene_dir, "scene_gt.json")))
+    info = json.load(open(os.path.join(scene_dir, "scene_gt_info.json")))
+    checked = 0
+    for im, objs in gt.items():
+        K = np.array(cam[im]["cam_K"]).reshape(3, 3)
+        for k, o in enumerate(objs):
+            mesh = trimesh.load(os.path.join(out, "bop", "models", f"obj_{o['obj_id']:06d}.ply"))
+            R, t = np.array(o["cam_R_m2c"]).reshape(3, 3), np.array(o["cam_t_m2c"])
+            pts = mesh.vertices @ R.T + t  # millimetres, camera frame
+            uv = pts[:, :2] / pts[:, 2:] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+            full = cv2.imread(os.path.join(scene_dir, "mask", f"{int(im):06d}_{k:06d}.png"), 0) > 0
+            if full.sum() < 200 or info[im][k]["bbox_obj"] != info[im][k]["bbox_obj"]:
+                continue
+            ys, xs = np.nonzero(full)
+            # the projected model's extent equals the mask's within a pixel
+            assert abs(uv[:, 0].min() - xs.min()) < 1.5 and abs(uv[:, 0].max() - xs.max()) < 1.5
+            assert abs(uv[:, 1].min() - ys.min()) < 1.5 and abs(uv[:, 1].max() - ys.max()) < 1.5
+            checked += 1
+    assert checked >= 3
+    r = run_cli("export", os.path.join(str(tmp_path), "nope"), "--to", "bop")
+    assert r.returncode != 0
+
+
+def test_bop_refuses_scaled_objects(dataset, tmp_path):
+    d = str(tmp_path / "s")
+    shutil.copytree(dataset, d, ignore=shutil.ignore_patterns("yolo", "voc"))
+    r = run_cli("export", d, "--to", "bop")
+    assert r.returncode != 0 and "scale other than 1" in r.stderr
+    assert not os.path.exists(os.path.join(d, "bop"))

@@ -1,0 +1,78 @@
+"""A PyTorch ``Dataset`` over a simgen dataset, in torchvision's detection format.
+
+torch is an optional extra (``pip install 'simgen[torch]'``); nothing imports it unless this
+module is used. Each item is ``(image, target)``: image a float tensor [3, H, W] in [0, 1]
+(or whatever ``transforms`` returns), target a dict with ``boxes`` (float [N, 4], x1 y1 x2 y2
+in pixels, x2 = x + w), ``labels`` (int64 category ids), ``masks`` (uint8 [N, H, W]),
+``image_id``, ``area``, ``iscrowd``, and simgen's ``visibility``, ``truncation``,
+``instance_ids``. Filtered (ignored) objects are left out unless ``include_ignored``
+(then they come with iscrowd = 1).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+try:
+    import torch
+    from torch.utils.data import Dataset
+except ImportError as _exc:  # pragma: no cover - exercised only without torch
+    raise ImportError("simgen.torch_dataset needs PyTorch: pip install 'simgen[torch]' "
+                      "(it pins a CPU build; see README)") from _exc
+
+
+class SimGenDetection(Dataset):
+    def __init__(self, root: str, split: Optional[str] = None, transforms: Optional[Callable] = None,
+                 include_ignored: bool = False):
+        name = "annotations.json" if split is None else f"annotations_{split}.json"
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            path = os.path.join(root, "annotations.json")
+        coco = json.load(open(path, encoding="utf-8"))
+        images = coco["images"]
+        if split is not None:
+            images = [i for i in images if i.get("split", "train") == split]
+        self.root, self.images, self.transforms = root, images, transforms
+        self.categories = {c["id"]: c["name"] for c in coco["categories"]}
+        self._anns = {i["id"]: [] for i in images}
+        for a in coco["annotations"]:
+            if a["image_id"] in self._anns and (include_ignored or not a.get("ignore")):
+                self._anns[a["image_id"]].append(a)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, k: int):
+        from .io import read_png
+
+        img = self.images[k]
+        rgb = read_png(os.path.join(self.root, "images", img["file_name"]))
+        inst = read_png(os.path.join(self.root, img["mask_file"])).astype(np.int64)
+        anns = self._anns[img["id"]]
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                          for a in anns], np.float32).reshape(-1, 4)
+        masks = np.stack([inst == a["instance_id"] for a in anns]).astype(np.uint8) if anns else \
+            np.zeros((0,) + inst.shape, np.uint8)
+        target = {
+            "boxes": torch.from_numpy(boxes),
+            "labels": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
+            "masks": torch.from_numpy(masks),
+            "image_id": int(img["id"]),
+            "area": torch.tensor([a["area"] for a in anns], dtype=torch.float32),
+            "iscrowd": torch.tensor([a.get("iscrowd", 0) for a in anns], dtype=torch.int64),
+            "visibility": torch.tensor([a.get("visibility", 1.0) for a in anns], dtype=torch.float32),
+            "truncation": torch.tensor([a.get("truncation", 0.0) for a in anns], dtype=torch.float32),
+            "instance_ids": torch.tensor([a["instance_id"] for a in anns], dtype=torch.int64),
+        }
+        image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255.0
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+
+def collate(batch):
+    """Detection batches keep per-image targets: a tuple of images and a tuple of targets."""
+    return tuple(zip(*batch))
