@@ -123,6 +123,7 @@ class LightsConfig:
     count: Any = dist([1, 4])
     types: Any = dist(["directional", "point", "spot"])  # or {choice: ..., weights: ...}
     temperature_k: Any = dist([3000.0, 7500.0])  # colour temperature, Kelvin
+    shadow_probability: float = 1.0  # per light: chance it casts shadows (point lights never do)
     directional_intensity: Any = dist([0.5, 2.0])  # lux
     point_intensity: Any = dist([1.0, 6.0])  # candela
     distance: Any = dist([1.5, 3.0])  # metres (point/spot)
@@ -537,6 +538,7 @@ def validate(cfg) -> None:
     check_range("lights.count", li.count, low=1, high=4, integer=True)
     check_choice("lights.types", li.types, ("directional", "point", "spot"))
     check_range("lights.temperature_k", li.temperature_k, low=1000.0, high=40000.0)
+    need(0.0 <= li.shadow_probability <= 1.0, "lights.shadow_probability must be in [0, 1]")
     for i, f in enumerate(li.fixed):
         need(f.get("kind") in ("directional", "point", "spot") and f.get("position") is not None,
              f"lights.fixed[{i}] needs kind: directional|point|spot and position: [x, y, z]")

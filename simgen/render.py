@@ -182,6 +182,7 @@ class PyrenderRenderer:
         self._cam_node = self._scene.add(self._cam, pose=np.eye(4))
         self._lights: Dict[str, List[object]] = {"directional": [], "point": [], "spot": []}
         self._light_nodes: List[object] = []
+        self._unshadowed: set = set()  # light nodes whose shadows are off
 
     def set_shadow_map_size(self, size: int) -> None:
         """Shadow maps of this size from now on (lights made with another size are remade)."""
@@ -217,6 +218,15 @@ class PyrenderRenderer:
         shadow_pass = inner._shadow_mapping_pass
 
         def shadow_mapping_pass(scene, light_node, flags):
+            if light_node in self._unshadowed:
+                # pyrender's shadow flags are per light type; a light without shadows gets an
+                # empty map (cleared to the far plane), so every lookup reads "lit".
+                from OpenGL import GL
+
+                inner._configure_shadow_mapping_viewport(light_node.light, flags)
+                GL.glClear(GL.GL_DEPTH_BUFFER_BIT)
+                GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+                return
             # The floor cannot shadow anything above it: leaving it out of the shadow maps
             # removes a full-map draw per light (about a third of the RGB pass on llvmpipe).
             floor = self._floor_node.mesh if self._floor_node is not None else None
@@ -376,6 +386,7 @@ class PyrenderRenderer:
         for n in self._light_nodes:
             self._scene.remove_node(n)
         self._light_nodes = []
+        self._unshadowed = set()
         used = {"directional": 0, "point": 0, "spot": 0}
         for ls in scene.lights:
             k = used[ls.kind]
@@ -403,6 +414,8 @@ class PyrenderRenderer:
             node = self._Node(key=k, light=light, matrix=np.asarray(ls.pose, dtype=float))
             self._scene.add_node(node)
             self._light_nodes.append(node)
+            if not ls.shadows:
+                self._unshadowed.add(node)
 
     def _set_camera(self, scene: SceneSpec):
         c = scene.camera

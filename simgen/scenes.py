@@ -286,7 +286,8 @@ def _sample_lights(cfg, rng: np.random.Generator):
             pose = look_at(list(f.position), list(target)) @ _LIGHT_FLIP
             color = kelvin_to_rgb(float(f.get("temperature_k", 6500.0)))
             lights.append(LightSpec(kind=str(f.kind), pose=_frozen(pose), color=_frozen(color, np.float32),
-                                    intensity=float(f.get("intensity", 2.0)), shadows=f.kind != "point"))
+                                    intensity=float(f.get("intensity", 2.0)),
+                                    shadows=bool(f.get("shadows", True)) and f.kind != "point"))
         return tuple(lights), sample_float(lc.ambient, rng, "lights.ambient")
     n = sample_int(lc.count, rng, "lights.count")
     centre = scene_centre(cfg)
@@ -300,8 +301,9 @@ def _sample_lights(cfg, rng: np.random.Generator):
         color = kelvin_to_rgb(sample_float(lc.temperature_k, rng, "lights.temperature_k"))
         key = "directional_intensity" if kind == "directional" else "point_intensity"
         intensity = sample_float(lc[key], rng, f"lights.{key}")
+        shadows = rng.random() < float(lc.shadow_probability)  # drawn for every light
         lights.append(LightSpec(kind=kind, pose=_frozen(pose), color=_frozen(color, np.float32),
-                                intensity=float(intensity), shadows=kind != "point"))
+                                intensity=float(intensity), shadows=bool(shadows) and kind != "point"))
     ambient = sample_float(lc.ambient, rng, "lights.ambient")
     return tuple(lights), float(ambient)
 

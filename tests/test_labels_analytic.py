@@ -205,3 +205,25 @@ def replace_camera(sc, w, h):
     from dataclasses import replace
 
     return replace(sc, camera=camera([0.0, -0.4, 0.4], [0.0, 0.0, 0.0], width=w, height=h))
+
+
+def test_shadows_can_be_switched_off_per_light(renderer, library):
+    from dataclasses import replace
+
+    from simgen.geometry import look_at
+    from simgen.spec import LightSpec
+
+    pose = look_at([-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]) @ np.diag([1, -1, -1, 1])
+    on = LightSpec("directional", pose, np.ones(3, np.float32), 3.0, shadows=True)
+    off = replace(on, shadows=False)
+    cam = camera([0.0, -0.6, 0.6], [0.05, 0.0, 0.0])
+    sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0)], cam, lights=(on,))
+    renderer.shadows = False
+    lit = renderer.render(sc, library).rgb.astype(float)
+    renderer.shadows = True
+    shadowed = renderer.render(sc, library).rgb.astype(float)
+    unshadowed = renderer.render(replace(sc, lights=(off,)), library).rgb.astype(float)
+    again = renderer.render(sc, library).rgb.astype(float)  # and back on
+    renderer.shadows = False
+    assert np.abs(unshadowed - lit).max() <= 2 and np.abs(shadowed - lit).max() > 50
+    assert (again == shadowed).all()
