@@ -193,6 +193,11 @@ class SplitsConfig:
 
 
 @dataclass
+class CocoConfig:
+    polygons: bool = False  # visible masks as polygons (outer boundaries, no holes) instead of RLE
+
+
+@dataclass
 class YoloConfig:
     segments: bool = False  # write segmentation polygons instead of boxes
 
@@ -235,13 +240,14 @@ class SimGenConfig:
     formats: List[str] = field(default_factory=lambda: ["coco"])  # coco (always) + yolo, voc
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     yolo: YoloConfig = field(default_factory=YoloConfig)
+    coco: CocoConfig = field(default_factory=CocoConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 _SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "assets": AssetsConfig, "distractors": DistractorsConfig,
              "materials": MaterialsConfig, "floor": FloorConfig, "background": BackgroundConfig,
              "container": ContainerConfig, "lights": LightsConfig, "physics": PhysicsConfig,
-             "render": RenderConfig, "annotate": AnnotateConfig, "splits": SplitsConfig, "yolo": YoloConfig,
+             "render": RenderConfig, "annotate": AnnotateConfig, "splits": SplitsConfig, "yolo": YoloConfig, "coco": CocoConfig,
              "quality": QualityConfig}
 
 # Keys that do not change a single output byte: a resumed run may change them freely.

@@ -219,7 +219,7 @@ def run(cfg) -> Summary:
     for fmt in cfg.formats:
         if fmt != "coco":
             EXPORTERS[fmt](out, doc, {"yolo_segments": bool(cfg.yolo.segments)})
-    coco.finalize(out, parts, library.categories, info)
+    coco.finalize(out, parts, library.categories, info, polygons=bool(cfg.coco.polygons))
     instances = Counter(a["category"] for p in parts for a in p["annotations"])
     not_settled = [p["image"]["index"] for p in parts if not p["image"]["settle"]["converged"]]
     resampled = sum(p["image"]["settle"].get("attempts", 1) - 1 for p in parts)

@@ -78,19 +78,31 @@ def validate_dataset(path: str, max_problems: int = 200) -> List[str]:
             if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
                 bad(f"{where}: bbox {a['bbox']} is outside the {W}x{H} image")
                 continue
-            try:
-                seg = dict(a["segmentation"])
-                if isinstance(seg["counts"], str):
-                    seg["counts"] = seg["counts"].encode("ascii")
-                m = mask_util.decode(seg).astype(bool)
-            except Exception as exc:  # pycocotools raises several types
-                bad(f"{where}: segmentation does not decode ({type(exc).__name__})")
-                continue
-            if m.shape != (H, W):
-                bad(f"{where}: segmentation size {m.shape}, expected {(H, W)}")
-                continue
-            if not (m == (inst == a["instance_id"])).all():
-                bad(f"{where}: segmentation differs from the mask PNG")
+            truth = inst == a["instance_id"]
+            if isinstance(a["segmentation"], list):  # polygons (coco.polygons=true): approximate
+                try:
+                    m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(a["segmentation"], H, W))).astype(bool)
+                except Exception as exc:
+                    bad(f"{where}: polygons do not decode ({type(exc).__name__})")
+                    continue
+                iou = (m & truth).sum() / max((m | truth).sum(), 1)
+                if iou < (0.5 if truth.sum() < 100 else 0.8):
+                    bad(f"{where}: polygons cover the mask PNG region poorly (IoU {iou:.2f})")
+                m = truth
+            else:
+                try:
+                    seg = dict(a["segmentation"])
+                    if isinstance(seg["counts"], str):
+                        seg["counts"] = seg["counts"].encode("ascii")
+                    m = mask_util.decode(seg).astype(bool)
+                except Exception as exc:  # pycocotools raises several types
+                    bad(f"{where}: segmentation does not decode ({type(exc).__name__})")
+                    continue
+                if m.shape != (H, W):
+                    bad(f"{where}: segmentation size {m.shape}, expected {(H, W)}")
+                    continue
+                if not (m == truth).all():
+                    bad(f"{where}: segmentation differs from the mask PNG")
             ys, xs = np.nonzero(m)
             if len(xs) and [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                             int(ys.max() - ys.min() + 1)] != [x, y, w, h]:

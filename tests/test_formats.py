@@ -183,3 +183,23 @@ def test_bop_refuses_scaled_objects(dataset, tmp_path):
     r = run_cli("export", d, "--to", "bop")
     assert r.returncode != 0 and "scale other than 1" in r.stderr
     assert not os.path.exists(os.path.join(d, "bop"))
+
+
+def test_coco_polygons_on_request(tmp_path):
+    from pycocotools.coco import COCO
+
+    from simgen.io import read_png
+
+    out = str(tmp_path / "poly")
+    r = run_cli("num_images=2", "camera.width=160", "camera.height=120", "objects.count=[3,6]",
+                "progress=false", "coco.polygons=true", f"output_dir={out}")
+    assert r.returncode == 0, r.stderr
+    gt = COCO(os.path.join(out, "annotations.json"))
+    for a in gt.anns.values():
+        assert isinstance(a["segmentation"], list) and all(len(p) >= 6 for p in a["segmentation"])
+        img = gt.imgs[a["image_id"]]
+        truth = read_png(os.path.join(out, img["mask_file"])) == a["instance_id"]
+        m = gt.annToMask(a).astype(bool)
+        if truth.sum() >= 100:
+            assert (m & truth).sum() / (m | truth).sum() > 0.8
+    assert run_cli("validate", out).returncode == 0

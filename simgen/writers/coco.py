@@ -55,8 +55,29 @@ def image_part(sample, files: Dict[str, str]) -> dict:
     return {"image": img, "annotations": anns}
 
 
-def assemble(parts: List[dict], categories: List[str], info: dict) -> dict:
-    """The COCO document from per-image parts, sorted by image index."""
+def rle_to_polygons(rle: dict) -> List[List[float]]:
+    """COCO polygons (one flat [x1, y1, ...] per part, through the centres of its boundary
+    pixels) of an RLE mask. Holes are not represented: polygons are outer boundaries."""
+    import cv2
+
+    from ..annotate import decode_rle
+
+    m = decode_rle(rle).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = []
+    for c in contours:
+        pts = c.reshape(-1, 2).astype(np.float64) + 0.5
+        if len(pts) < 3:  # a 1-2 pixel sliver: outline the pixel squares instead
+            x0, y0 = pts.min(axis=0) - 0.5
+            x1, y1 = pts.max(axis=0) + 0.5
+            pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        polys.append([round(float(v), 2) for v in pts.ravel()])
+    return polys
+
+
+def assemble(parts: List[dict], categories: List[str], info: dict, polygons: bool = False) -> dict:
+    """The COCO document from per-image parts, sorted by image index; with ``polygons`` the
+    visible masks are written as polygons instead of RLE."""
     cat_ids = {c: i + 1 for i, c in enumerate(categories)}
     images, annotations = [], []
     for part in sorted(parts, key=lambda p: p["image"]["index"]):
@@ -68,6 +89,8 @@ def assemble(parts: List[dict], categories: List[str], info: dict) -> dict:
             a["id"] = len(annotations) + 1
             a["image_id"] = img["id"]
             a["category_id"] = cat_ids[a.pop("category")]
+            if polygons:
+                a["segmentation"] = rle_to_polygons(a["segmentation"])
             annotations.append(a)
     doc = {
         "info": info,
@@ -79,10 +102,11 @@ def assemble(parts: List[dict], categories: List[str], info: dict) -> dict:
     return doc
 
 
-def finalize(output_dir: str, parts: List[dict], categories: List[str], info: dict) -> dict:
+def finalize(output_dir: str, parts: List[dict], categories: List[str], info: dict,
+             polygons: bool = False) -> dict:
     """Write annotations.json atomically (last), plus annotations_<split>.json when the
     images fall in more than one split. Returns the document."""
-    doc = assemble(parts, categories, info)
+    doc = assemble(parts, categories, info, polygons)
     images, annotations = doc["images"], doc["annotations"]
     splits = sorted({img.get("split", "train") for img in images})
     for name in ("train", "val", "test"):
