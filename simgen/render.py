@@ -123,6 +123,18 @@ def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
 _SHARED: Optional["PyrenderRenderer"] = None
 
 
+def _close_shared() -> None:
+    global _SHARED
+    if _SHARED is not None:
+        _SHARED.close()
+        _SHARED = None
+
+
+import atexit  # noqa: E402
+
+atexit.register(_close_shared)  # while modules are still alive, not at interpreter teardown
+
+
 def shared_renderer(width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024,
                     amodal_canvas: float = 1.0) -> "PyrenderRenderer":
     """The process's one renderer (one GL context), created on first use and reused by every
@@ -218,7 +230,8 @@ class PyrenderRenderer:
         shadow_pass = inner._shadow_mapping_pass
 
         def shadow_mapping_pass(scene, light_node, flags):
-            if light_node in self._unshadowed:
+            casters = any(n.mesh.is_visible for n in scene.mesh_nodes if n is not self._floor_node)
+            if light_node in self._unshadowed or not casters:
                 # pyrender's shadow flags are per light type; a light without shadows gets an
                 # empty map (cleared to the far plane), so every lookup reads "lit".
                 from OpenGL import GL
@@ -286,6 +299,10 @@ class PyrenderRenderer:
         self._r = None
 
     def __del__(self):
+        import sys
+
+        if sys.is_finalizing():  # modules are being torn down: GL calls would only print noise
+            return
         try:
             self.close()
         except Exception:

@@ -145,3 +145,8 @@ def test_broken_physics_is_detected_and_resampled(library):
     pipe = Pipeline(compose(SMALL + ["physics.max_steps=20", "physics.max_tries=3"]))  # never settles
     sc, rep = pipe.sample_and_settle(0)
     assert rep.attempts == 3 and not rep.converged and sc.attempt == 2
+
+
+def test_scene_without_objects_renders(pipelines):
+    s = pipelines("tabletop", "objects.count=0").make(0)
+    assert s.annotations == [] and (s.frame.instance == 0).all() and (s.frame.depth > 0).any()
