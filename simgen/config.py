@@ -373,6 +373,15 @@ def _user_scene(path: str) -> List[str]:
     if not os.path.isfile(full):
         raise ConfigError(f"scene file '{path}' not found (fix: give an existing YAML file, or a "
                           f"built-in scene: {', '.join(_available_scenes())})")
+    import yaml
+
+    try:
+        data = yaml.safe_load(open(full, encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"scene file '{path}' is not valid YAML ({str(exc).splitlines()[0]}); fix the "
+                          f"file (see scenes/*.yaml for examples)") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"scene file '{path}' must hold a mapping of config keys, got {type(data).__name__}")
     name = os.path.splitext(os.path.basename(full))[0]
     root = tempfile.mkdtemp(prefix="simgen-scene-")
     _TEMP_ROOTS.append(root)

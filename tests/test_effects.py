@@ -165,3 +165,7 @@ def test_presets_compose_and_errors():
         compose(["edge_cases.fog={p:1.0,rain:2}"])
     with pytest.raises(ConfigError, match="unknown edge_cases preset"):
         compose(["edge_cases=monsoon"])
+    with pytest.raises(ConfigError, match="edge_cases.fog.density must be >= 0"):
+        compose(["edge_cases.fog={p:1.0,density:-1}"])
+    with pytest.raises(ConfigError, match="edge_cases.jpeg.quality must be <= 100"):
+        compose(["edge_cases.jpeg={p:1.0,quality:[50,150]}"])

@@ -151,3 +151,7 @@ def test_user_scene_file_in_any_folder(tmp_path):
 
     with pytest.raises(ConfigError, match="not found"):
         compose([f"scene={tmp_path / 'nope.yaml'}"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("objects: [1, 2\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        compose([f"scene={bad}"])

@@ -34,18 +34,22 @@ class Condition:
     apply: Callable  # scene: (scene, params, rng, ctx) -> scene; image: (frame, params, rng, scene) -> frame
     moves_labels: bool = False
     doc: str = ""
+    bounds: Dict[str, Tuple[Optional[float], Optional[float]]] = field(default_factory=dict)
 
 
 REGISTRY: Dict[str, Condition] = {}
 
 
-def register(name: str, stage: str, defaults: Dict[str, Any], moves_labels: bool = False):
-    """Decorator: add an effect function to the registry under ``name``."""
+def register(name: str, stage: str, defaults: Dict[str, Any], moves_labels: bool = False,
+             bounds: Optional[Dict[str, Tuple[Optional[float], Optional[float]]]] = None):
+    """Decorator: add an effect function to the registry under ``name``; ``bounds`` gives the
+    (low, high) every value of a parameter must respect (None: unbounded)."""
 
     def wrap(fn):
         if name in REGISTRY:
             raise ValueError(f"edge case {name!r} registered twice")
-        REGISTRY[name] = Condition(name, stage, dict(defaults), fn, moves_labels, (fn.__doc__ or "").strip())
+        REGISTRY[name] = Condition(name, stage, dict(defaults), fn, moves_labels, (fn.__doc__ or "").strip(),
+                                   dict(bounds or {}))
         return fn
 
     return wrap
@@ -81,7 +85,7 @@ def _entries(cfg) -> Dict[str, Dict[str, Any]]:
 
 def validate(cfg) -> None:
     """Unknown conditions, probabilities outside [0, 1] and bad parameters: ConfigError."""
-    from ..distributions import parse
+    from ..distributions import check_range
 
     for name, entry in _entries(cfg).items():
         if name not in REGISTRY:
@@ -98,7 +102,8 @@ def validate(cfg) -> None:
             if key not in cond.defaults:
                 raise ConfigError(f"edge_cases.{name}.{key} is not a parameter of {name} "
                                   f"(parameters: {', '.join(sorted(cond.defaults)) or 'none'})")
-            parse(f"edge_cases.{name}.{key}", spec)
+            low, high = cond.bounds.get(key, (None, None))
+            check_range(f"edge_cases.{name}.{key}", spec, low=low, high=high)
 
 
 def sample(cfg, seed: int, index: int) -> List[Fired]:

@@ -35,13 +35,15 @@ def disk_kernel(radius: float) -> np.ndarray:
     return (xx * xx + yy * yy <= radius * radius + 1e-6).astype(np.float32)
 
 
-@register("motion_blur", "image", {"length": [5.0, 21.0], "angle_deg": [0.0, 180.0]})
+@register("motion_blur", "image", {"length": [5.0, 21.0], "angle_deg": [0.0, 180.0]},
+          bounds={"length": (1.0, 255.0)})
 def motion_blur(frame, p, rng, scene):
     """Linear motion blur of `length` pixels at `angle_deg` (camera shake during exposure)."""
     return replace(frame, rgb=_filter(frame.rgb, line_kernel(float(p["length"]), float(p["angle_deg"])))), {}
 
 
-@register("defocus", "image", {"radius": [1.5, 5.0]})
+@register("defocus", "image", {"radius": [1.5, 5.0]},
+          bounds={"radius": (0.0, 64.0)})
 def defocus(frame, p, rng, scene):
     """Out-of-focus blur: a disk (circle of confusion) of `radius` pixels."""
     return replace(frame, rgb=_filter(frame.rgb, disk_kernel(float(p["radius"])))), {}

@@ -20,7 +20,8 @@ def distortion_map(K: np.ndarray, dist: np.ndarray, width: int, height: int):
     return und[..., 0].astype(np.float32), und[..., 1].astype(np.float32)
 
 
-@register("lens_distortion", "image", {"k1": [-0.35, 0.25], "k2": [-0.05, 0.05]}, moves_labels=True)
+@register("lens_distortion", "image", {"k1": [-0.35, 0.25], "k2": [-0.05, 0.05]}, moves_labels=True,
+          bounds={"k1": (-1.0, 1.0), "k2": (-1.0, 1.0)})
 def lens_distortion(frame, p, rng, scene):
     """Radial distortion (OpenCV k1, k2; negative k1 = barrel). The image metadata records
     `dist_coeffs` so the images can be undistorted with the stored K."""

@@ -22,7 +22,8 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx * (1.0 / (1.0 + c))
 
 
-@register("small_objects", "scene", {"distance_factor": [2.0, 4.0]})
+@register("small_objects", "scene", {"distance_factor": [2.0, 4.0]},
+          bounds={"distance_factor": (1.0, 100.0)})
 def small_objects(scene, p, rng, ctx):
     """Move the camera back along its optical axis: the pile is `distance_factor` times as far."""
     pose = np.array(scene.camera.pose)
@@ -32,7 +33,7 @@ def small_objects(scene, p, rng, ctx):
     return replace(scene, camera=replace(scene.camera, pose=_frozen(pose)))
 
 
-@register("truncation", "scene", {"objects": [1, 2]})
+@register("truncation", "scene", {})
 def truncation(scene, p, rng, ctx):
     """Turn the camera so that the centre of a random labeled object lands on a random
     point of the image border: that object is cut about in half by the frame."""
@@ -52,7 +53,8 @@ def truncation(scene, p, rng, ctx):
     return replace(scene, camera=replace(cam, pose=_frozen(pose)))
 
 
-@register("hard_shadows", "scene", {"intensity": [3.0, 6.0], "elevation_deg": [20.0, 50.0], "ambient": 0.02})
+@register("hard_shadows", "scene", {"intensity": [3.0, 6.0], "elevation_deg": [20.0, 50.0], "ambient": 0.02},
+          bounds={"intensity": (0.0, None), "elevation_deg": (1.0, 90.0), "ambient": (0.0, None)})
 def hard_shadows(scene, p, rng, ctx):
     """One strong low directional light and almost no ambient: long, dark shadows."""
     az = rng.uniform(0, 2 * math.pi)
@@ -64,7 +66,8 @@ def hard_shadows(scene, p, rng, ctx):
     return replace(scene, lights=(light,), ambient=float(p["ambient"]))
 
 
-@register("occlusion", "scene", {"occluders": [1, 3], "fraction": [0.35, 0.75], "size": [0.04, 0.1]})
+@register("occlusion", "scene", {"occluders": [1, 3], "fraction": [0.35, 0.75], "size": [0.04, 0.1]},
+          bounds={"occluders": (0, 64), "fraction": (0.05, 0.95), "size": (0.001, None)})
 def occlusion(scene, p, rng, ctx):
     """Unlabeled occluders floating between the camera and random labeled objects, at
     `fraction` of the way from the object to the camera, `size` metres across."""
