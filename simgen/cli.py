@@ -14,6 +14,7 @@ import sys
 from typing import List, Optional
 
 USAGE = """usage: simgen [--cfg] [key=value ...]
+       simgen -m [--jobs N] key=a,b other=x,y ...   (one dataset per combination)
        simgen validate <dataset>
        simgen export <dataset> --to yolo[,voc] [--segments]
        simgen preview <dataset> [--n 16] [--indices 0,5,9] [--amodal] [--depth] [--instances] [--out F]
@@ -135,6 +136,28 @@ def _report(args: List[str]) -> int:
     return 0
 
 
+def _multirun(args: List[str]) -> int:
+    from .errors import SimGenError
+
+    jobs = 1
+    if len(args) >= 2 and args[0] in ("--jobs", "-j"):
+        try:
+            jobs = int(args[1])
+        except ValueError:
+            print(f"simgen: error: --jobs takes a number, got {args[1]!r}", file=sys.stderr)
+            return 2
+        args = args[2:]
+    try:
+        from .sweep import run_sweep
+
+        base = run_sweep(args, jobs=jobs)
+    except SimGenError as exc:
+        print(f"simgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"simgen: sweep written to {base} (one dataset per combination; see sweep.json)")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("preview", "report"):
@@ -148,6 +171,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="simgen: %(message)s")
     from .errors import SimGenError
+
+    if argv and argv[0] in ("-m", "--multirun"):
+        return _multirun(argv[1:])
 
     try:
         show_cfg = "--cfg" in argv

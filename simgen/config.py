@@ -353,8 +353,8 @@ def _split_overrides(overrides: List[str]):
             keep.extend(_user_scene(ov.value()))
             continue
         if ov.is_sweep_override():
-            raise ConfigError(f"'{text}' is a sweep; simgen makes one dataset per command (fix: give "
-                              f"one value, or a distribution such as {{choice: [a, b]}})")
+            raise ConfigError(f"'{text}' is a sweep (fix: add -m to make one dataset per value, give one "
+                              f"value, or a distribution such as {{choice: [a, b]}})")
         value = ov.value() if ov.type == OverrideType.CHANGE and ov.package is None else None
         if isinstance(value, (list, dict)) and ov.key_or_group not in CONFIG_GROUPS:
             replace.append((ov.key_or_group, value))

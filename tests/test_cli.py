@@ -268,3 +268,19 @@ def test_edge_cases_are_recorded_and_deterministic(tmp_path):
         cond = img["conditions"]
         assert {"hard_shadows", "low_light", "sensor_noise", "lens_distortion"} <= set(cond)
         assert img["dist_coeffs"][0] == cond["lens_distortion"]["k1"]
+
+
+def test_sweep_makes_one_dataset_per_combination(tmp_path):
+    base = str(tmp_path / "sweep")
+    small = ["num_images=2", "camera.width=160", "camera.height=120", "objects.count=[2,4]"]
+    r = run_cli("-m", "--jobs", "2", "scene=tabletop,bin", "seed=1,2", *small, f"output_dir={base}")
+    assert r.returncode == 0, r.stderr
+    manifest = json.load(open(os.path.join(base, "sweep.json")))
+    assert sorted(m["folder"] for m in manifest) == sorted(
+        f"scene={s},seed={k}" for s in ("tabletop", "bin") for k in (1, 2))
+    # each combination is exactly the single run with those overrides
+    single = str(tmp_path / "single")
+    assert run_cli("scene=bin", "seed=2", *small, "progress=false", f"output_dir={single}").returncode == 0
+    assert_same_dataset(os.path.join(base, "scene=bin,seed=2"), single)
+    r = run_cli("seed=1,2", f"output_dir={tmp_path / 'x'}")
+    assert r.returncode != 0 and "-m" in r.stderr
