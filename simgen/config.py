@@ -33,6 +33,7 @@ def dist(default):
 class CameraConfig:
     width: int = 640  # pixels
     height: int = 480  # pixels
+    resolution: Any = None  # per-image [width, height]: e.g. {choice: [[640, 480], [1280, 720]]}; overrides width/height
     fov_deg: Any = dist(50.0)  # vertical field of view, degrees; number or [low, high]
     distance: Any = dist([0.9, 1.5])  # metres from look-at point
     elevation_deg: Any = dist([30.0, 70.0])  # above the ground plane
@@ -485,6 +486,16 @@ def validate(cfg) -> None:
         need(16 <= v <= 8192, f"camera.{k} must be between 16 and 8192 pixels, got {v} "
              f"(fix: camera.{k}={640 if k == 'width' else 480})")
     check_range("camera.fov_deg", cam.fov_deg, low=1.0, high=170.0)
+    if cam.resolution is not None:
+        from .distributions import _plain, parse
+
+        spec = _plain(cam.resolution)
+        need(isinstance(spec, dict) and "choice" in spec,
+             "camera.resolution must be null or {choice: [[w, h], ...]} (one fixed size: camera.width/height)")
+        for v in parse("camera.resolution", spec).params:
+            need(isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and 16 <= x <= 8192
+                                                                      for x in v),
+                 f"camera.resolution entries must be [width, height] in 16..8192 pixels, got {v!r}")
     check_range("camera.distance", cam.distance, low=1e-3)
     check_range("camera.elevation_deg", cam.elevation_deg, low=-89.0, high=89.9)
     check_range("camera.azimuth_deg", cam.azimuth_deg)

@@ -255,14 +255,18 @@ def sample_camera(cfg, rng: np.random.Generator) -> CameraSpec:
         target = scene_centre(cfg) + jitter
         target[2] = max(target[2], 0.0)
         eye = target + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    K = intrinsics_from_fov(cc.width, cc.height, fov)
+    width, height = int(cc.width), int(cc.height)
+    res = parse("camera.resolution", cc.resolution).sample(rng) if cc.resolution is not None else None
+    if res is not None:  # drawn last, so the other camera draws do not depend on it
+        width, height = int(res[0]), int(res[1])
+    K = intrinsics_from_fov(width, height, fov)
     if focal is not None:
         K[0, 0] = K[1, 1] = focal
     pose = look_at(eye, target)
     if roll:
         c, s = math.cos(roll), math.sin(roll)
         pose = pose @ np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-    return CameraSpec(width=int(cc.width), height=int(cc.height), K=_frozen(K), pose=_frozen(pose),
+    return CameraSpec(width=width, height=height, K=_frozen(K), pose=_frozen(pose),
                       znear=float(cc.znear), zfar=float(cc.zfar))
 
 

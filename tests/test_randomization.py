@@ -155,3 +155,21 @@ def test_user_scene_file_in_any_folder(tmp_path):
     bad.write_text("objects: [1, 2\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         compose([f"scene={bad}"])
+
+
+def test_resolution_randomization():
+    from simgen.errors import ConfigError
+
+    cfg = compose(["camera.resolution={choice:[[320,240],[480,270]],weights:[1,1]}", "camera.fov_deg=50"])
+    sizes = {(sample_scene(cfg, LIB, 0, i).camera.width, sample_scene(cfg, LIB, 0, i).camera.height)
+             for i in range(20)}
+    assert sizes == {(320, 240), (480, 270)}
+    sc = sample_scene(cfg, LIB, 0, 0)
+    assert sc.camera.K[0, 2] == pytest.approx((sc.camera.width - 1) / 2)
+    # the other camera draws do not depend on it
+    plain = sample_scene(compose(["camera.fov_deg=50"]), LIB, 0, 0)
+    assert np.allclose(plain.camera.pose, sc.camera.pose)
+    with pytest.raises(ConfigError, match="camera.resolution"):
+        compose(["camera.resolution=[640,480]"])
+    with pytest.raises(ConfigError, match="16..8192"):
+        compose(["camera.resolution={choice:[[640,4]]}"])
