@@ -96,7 +96,9 @@ def _choose_assets(cfg, library: AssetLibrary, seed: int, index: int, n: int, rn
 # ---- materials, textures, colours ----------------------------------------------------
 
 def _texture_spec(kind: str, colors, scale: float, rng: np.random.Generator, image_dir: Optional[str],
-                  what: str) -> Optional[TextureSpec]:
+                  what: str, dir_key: str) -> Optional[TextureSpec]:
+    """A TextureSpec for ``kind`` ('none'/'solid' give None); ``what`` names the config key
+    that chose it and ``dir_key`` the key that names its image folder (for errors)."""
     seed = int(rng.integers(0, 2**31 - 1))
     angle = float(rng.uniform(0, 180))
     if kind in ("none", "solid"):
@@ -106,9 +108,8 @@ def _texture_spec(kind: str, colors, scale: float, rng: np.random.Generator, ima
         if not image_dir:
             from .errors import ConfigError
 
-            raise ConfigError(f"{what}=image needs an image folder (fix: set {what.rsplit('.', 1)[0]}."
-                              f"{'texture_dir' if 'materials' in what else 'image_dir'}=/path/to/images)")
-        files = list_images(image_dir, what.rsplit(".", 1)[0] + (".texture_dir" if "materials" in what else ".image_dir"))
+            raise ConfigError(f"{what}=image needs an image folder (fix: set {dir_key}=/path/to/images)")
+        files = list_images(image_dir, dir_key)
         path = files[int(rng.integers(len(files)))]
     return TextureSpec(kind=kind, colors=_frozen(colors, np.float32), scale=float(scale), seed=seed,
                        angle_deg=angle, path=path)
@@ -122,7 +123,7 @@ def _material(mc, rng: np.random.Generator):
     roughness = sample_float(mc.roughness, rng, "materials.roughness")
     kind = _categorical(mc.texture, rng, "materials.texture")
     scale = sample_float(mc.texture_scale, rng, "materials.texture_scale")
-    tex = _texture_spec(kind, [rgb, rgb2], scale, rng, mc.texture_dir, "materials.texture")
+    tex = _texture_spec(kind, [rgb, rgb2], scale, rng, mc.texture_dir, "materials.texture", "materials.texture_dir")
     return _frozen([*rgb, 1.0], np.float32), metallic, roughness, tex
 
 
@@ -348,13 +349,14 @@ def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int
     floor_kind = _categorical(fl.texture, rng_b, "floor.texture")
     floor_tex = _texture_spec(floor_kind, [floor_rgb, hsv_to_rgb(rng_b.random(), sample_float(fl.saturation, rng_b),
                                                                  sample_float(fl.value, rng_b))],
-                              sample_float(fl.texture_scale, rng_b), rng_b, cfg.materials.texture_dir, "floor.texture")
+                              sample_float(fl.texture_scale, rng_b), rng_b, cfg.materials.texture_dir, "floor.texture",
+                              "materials.texture_dir")
     bc = cfg.background
     bg_rgb = hsv_to_rgb(rng_b.random(), sample_float(bc.saturation, rng_b), sample_float(bc.value, rng_b))
     bg_rgb2 = hsv_to_rgb(rng_b.random(), sample_float(bc.saturation, rng_b), sample_float(bc.value, rng_b))
     bg_kind = _categorical(bc.kind, rng_b, "background.kind")
     bg_tex = _texture_spec(bg_kind, [bg_rgb, bg_rgb2], sample_float(bc.scale, rng_b), rng_b, bc.image_dir,
-                           "background.kind")
+                           "background.kind", "background.image_dir")
     statics = container_statics(cfg, rng_b)
     return SceneSpec(index=index, seed=seed, objects=tuple(objects), lights=lights, camera=camera,
                      ambient=ambient, floor_color=_frozen([*floor_rgb, 1.0], np.float32),

@@ -150,3 +150,31 @@ def test_broken_physics_is_detected_and_resampled(library):
 def test_scene_without_objects_renders(pipelines):
     s = pipelines("tabletop", "objects.count=0").make(0)
     assert s.annotations == [] and (s.frame.instance == 0).all() and (s.frame.depth > 0).any()
+
+
+def test_image_folders_for_backgrounds_and_textures(tmp_path):
+    from PIL import Image
+
+    from simgen.errors import AssetError, ConfigError
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (64, 48), (220, 20, 20)).save(folder / "red.png")
+    Image.new("RGB", (40, 40), (220, 20, 20)).save(folder / "red2.jpg")
+    pipe = Pipeline(compose(SMALL + ["scene=flying", "background.kind=image", f"background.image_dir={folder}",
+                                     "materials.texture=image", f"materials.texture_dir={folder}",
+                                     "distractors.count=0"]))
+    s = pipe.make(0)
+    empty = s.frame.depth == 0
+    assert empty.any() and (np.abs(s.frame.rgb[empty].astype(int) - [220, 20, 20]).max(axis=1) <= 1).mean() > 0.95
+    pipe.close()
+    (tmp_path / "none").mkdir()
+    with pytest.raises(ConfigError, match="holds no images"):
+        Pipeline(compose(SMALL + ["background.kind=image", f"background.image_dir={tmp_path / 'none'}"])).sample(0)
+    with pytest.raises(ConfigError, match="background.image_dir"):
+        Pipeline(compose(SMALL + ["background.kind=image"])).sample(0)
+    (folder / "broken.png").write_bytes(b"not an image")
+    bad = Pipeline(compose(SMALL + ["scene=flying", "background.kind=image", f"background.image_dir={folder}"]))
+    with pytest.raises(AssetError, match="broken.png"):
+        for i in range(12):
+            bad.make(i)
