@@ -10,6 +10,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,torch]"
+	# Test/example environment only (AGPL Ultralytics is never a simgen dependency). --no-deps
+	# keeps its opencv-python from replacing opencv-python-headless; see examples/train_yolo.py.
+	$(PY) -m pip install -q --no-deps ultralytics==8.4.190 ultralytics-thop torchvision==0.28.0
+	$(PY) -m pip install -q psutil polars requests
 	touch $(STAMP)
 
 demo: $(STAMP)

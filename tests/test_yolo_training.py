@@ -1,0 +1,44 @@
+"""Ultralytics reads the YOLO export as it is and trains on it for one epoch, offline.
+Marked `training` (run alone: pytest -m training); skipped when Ultralytics is absent."""
+import os
+import sys
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.training]
+pytest.importorskip("torch")
+pytest.importorskip("ultralytics")
+
+
+def test_ultralytics_loads_and_trains_one_epoch(tmp_path):
+    import subprocess
+
+    out = str(tmp_path / "d")
+    r = run_cli("num_images=16", "seed=1", "camera.width=320", "camera.height=240", "formats=[coco,yolo]",
+                "splits.train=0.75", "splits.val=0.25", "objects.asset_sets=[primitives]", "progress=false",
+                f"output_dir={out}")
+    assert r.returncode == 0, r.stderr
+    code = f"""
+import os, sys
+os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
+sys.path.insert(0, {os.path.join(ROOT, 'examples')!r})
+import tv_cpu_shim; tv_cpu_shim.install()
+from pathlib import Path
+from ultralytics import YOLO
+from ultralytics.data.utils import load_dataset_cache_file
+YOLO("yolov8n.yaml").train(data={os.path.join(out, 'yolo', 'data.yaml')!r}, epochs=1, imgsz=320, batch=8,
+    workers=0, device="cpu", project={str(tmp_path / 'runs')!r}, name="t", plots=False, amp=False)
+for split in ("train", "val"):
+    nf, nm, ne, nc, n = load_dataset_cache_file(Path({os.path.join(out, 'yolo', 'labels')!r}) / f"{{split}}.cache")["results"]
+    print("CACHE", split, nf, nm, ne, nc, n)
+"""
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ycfg"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    caches = [line.split() for line in p.stdout.splitlines() if line.startswith("CACHE")]
+    assert len(caches) == 2
+    for _, split, nf, nm, ne, nc, n in caches:
+        assert int(nm) == 0 and int(nc) == 0 and int(nf) == int(n) > 0, (split, nf, nm, nc)  # none missing or corrupt
+    assert os.path.isfile(os.path.join(tmp_path, "runs", "t", "weights", "last.pt"))
