@@ -8,8 +8,11 @@ import pytest
 from conftest import ROOT, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
-pytest.importorskip("torch")
-pytest.importorskip("ultralytics")
+# find_spec, not import: importing Ultralytics here would patch Pillow for every later test.
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ultralytics") is None:
+    pytest.skip("needs torch and ultralytics (see examples/train_yolo.py)", allow_module_level=True)
 
 
 def test_ultralytics_loads_and_trains_one_epoch(tmp_path):
