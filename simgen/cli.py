@@ -62,18 +62,14 @@ def _export(args: List[str]) -> int:
     fmts = [f for f in a.to.split(",") if f and f != "coco"]
     unknown = [f for f in fmts if f not in EXPORTERS]
     path = os.path.join(a.dataset, "annotations.json")
-    try:
-        if unknown:
-            raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
-        if not os.path.isfile(path):
-            raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
-                              f"or finish the run)")
-        coco = json.load(open(path, encoding="utf-8"))
-        for f in fmts:
-            print(f"simgen: wrote {EXPORTERS[f](a.dataset, coco, {'yolo_segments': a.segments})}")
-    except SimGenError as exc:
-        print(f"simgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    if unknown:
+        raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
+    if not os.path.isfile(path):
+        raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
+                          f"or finish the run)")
+    coco = json.load(open(path, encoding="utf-8"))
+    for f in fmts:
+        print(f"simgen: wrote {EXPORTERS[f](a.dataset, coco, {'yolo_segments': a.segments})}")
     return 0
 
 
@@ -94,19 +90,15 @@ def _preview(args: List[str]) -> int:
     ap.add_argument("--instances", action="store_true", help="instance map beside each image")
     ap.add_argument("--out", help="PNG to write (default <dataset>/preview.png)")
     a = ap.parse_args(args)
-    try:
-        import cv2
+    import cv2
 
-        from .preview import contact_sheet
+    from .preview import contact_sheet
 
-        idx = [int(v) for v in a.indices.split(",")] if a.indices else None
-        sheet = contact_sheet(a.dataset, a.n, idx, a.seed, a.amodal, a.depth, a.instances, a.cols)
-        out = a.out or os.path.join(a.dataset, "preview.png")
-        if not cv2.imwrite(out, sheet[..., ::-1]):
-            raise SimGenError(f"cannot write {out} (fix: --out to a writable path ending in .png)")
-    except SimGenError as exc:
-        print(f"simgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    idx = [int(v) for v in a.indices.split(",")] if a.indices else None
+    sheet = contact_sheet(a.dataset, a.n, idx, a.seed, a.amodal, a.depth, a.instances, a.cols)
+    out = a.out or os.path.join(a.dataset, "preview.png")
+    if not cv2.imwrite(out, sheet[..., ::-1]):
+        raise SimGenError(f"cannot write {out} (fix: --out to a writable path ending in .png)")
     print(f"simgen: preview written to {out}")
     return 0
 
@@ -123,76 +115,77 @@ def _report(args: List[str]) -> int:
     ap.add_argument("--real-images", help="folder of the real images (colour statistics)")
     ap.add_argument("--out", help="folder to write (default <dataset>/report)")
     a = ap.parse_args(args)
-    try:
-        from .report import write_report
+    from .report import write_report
 
-        if a.against and not os.path.isfile(a.against):
-            raise SimGenError(f"--against {a.against}: no such file (fix: give a COCO annotations JSON)")
-        path = write_report(a.dataset, a.out or os.path.join(a.dataset, "report"), a.against, a.real_images)
-    except SimGenError as exc:
-        print(f"simgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    if a.against and not os.path.isfile(a.against):
+        raise SimGenError(f"--against {a.against}: no such file (fix: give a COCO annotations JSON)")
+    path = write_report(a.dataset, a.out or os.path.join(a.dataset, "report"), a.against, a.real_images)
     print(f"simgen: report written to {path}")
     return 0
 
 
 def _multirun(args: List[str]) -> int:
-    from .errors import SimGenError
+    from .errors import ConfigError
 
     jobs = 1
     if len(args) >= 2 and args[0] in ("--jobs", "-j"):
         try:
             jobs = int(args[1])
         except ValueError:
-            print(f"simgen: error: --jobs takes a number, got {args[1]!r}", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--jobs takes a number, got {args[1]!r}") from None
         args = args[2:]
-    try:
-        from .sweep import run_sweep
+    from .sweep import run_sweep
 
-        base = run_sweep(args, jobs=jobs)
-    except SimGenError as exc:
-        print(f"simgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    base = run_sweep(args, jobs=jobs)
     print(f"simgen: sweep written to {base} (one dataset per combination; see sweep.json)")
     return 0
 
 
+def _generate(argv: List[str]) -> int:
+    from .errors import ConfigError
+
+    show_cfg = "--cfg" in argv
+    overrides = [a for a in argv if a != "--cfg"]
+    bad = [a for a in overrides if a.startswith("-")]
+    if bad:
+        raise ConfigError(f"unknown option {bad[0]} (fix: see `simgen --help`; config values are "
+                          f"given as key=value)")
+    from .config import compose, to_yaml
+
+    cfg = compose(overrides)
+    if show_cfg:
+        print(to_yaml(cfg), end="")
+        return 0
+    from .runner import run
+
+    summary = run(cfg)
+    print(f"simgen: dataset written to {summary.output_dir} (COCO: {summary.annotations_file})")
+    print(f"simgen: {summary.line()}")
+    if summary.gl_renderer:
+        print(f"simgen: GL_RENDERER {summary.gl_renderer}")
+    return 0
+
+
+COMMANDS = {"validate": _validate, "export": _export, "preview": _preview, "report": _report}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Dispatch a sub-command; every SimGenError becomes one line on stderr and its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("preview", "report"):
-        return {"preview": _preview, "report": _report}[argv[0]](argv[1:])
-    if argv and argv[0] == "validate":
-        return _validate(argv[1:])
-    if argv and argv[0] == "export":
-        return _export(argv[1:])
-    if any(a in ("-h", "--help") for a in argv):
+    if argv and argv[0] in COMMANDS:
+        command, argv = COMMANDS[argv[0]], argv[1:]
+    elif any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    elif argv and argv[0] in ("-m", "--multirun"):
+        command, argv = _multirun, argv[1:]
+    else:
+        command = _generate
     logging.basicConfig(level=logging.WARNING, format="simgen: %(message)s")
     from .errors import SimGenError
 
-    if argv and argv[0] in ("-m", "--multirun"):
-        return _multirun(argv[1:])
-
     try:
-        show_cfg = "--cfg" in argv
-        overrides = [a for a in argv if a != "--cfg"]
-        bad = [a for a in overrides if a.startswith("-")]
-        if bad:
-            from .errors import ConfigError
-
-            raise ConfigError(f"unknown option {bad[0]} (fix: see `simgen --help`; config values are "
-                              f"given as key=value)")
-        from .config import compose, to_yaml
-
-        cfg = compose(overrides)
-        if show_cfg:
-            print(to_yaml(cfg), end="")
-            return 0
-        from .runner import run
-
-        summary = run(cfg)
+        return command(argv)
     except SimGenError as exc:
         print(f"simgen: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -200,11 +193,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("simgen: interrupted; finished images are kept: run the same command again to resume",
               file=sys.stderr)
         return 130
-    print(f"simgen: dataset written to {summary.output_dir} (COCO: {summary.annotations_file})")
-    print(f"simgen: {summary.line()}")
-    if summary.gl_renderer:
-        print(f"simgen: GL_RENDERER {summary.gl_renderer}")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
