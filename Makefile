@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.simgen-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,torch]"
+	$(PY) -m pip install -q -e ".[dev,torch,ray]"
 	# Test/example environment only (AGPL Ultralytics is never a simgen dependency). --no-deps
 	# keeps its opencv-python from replacing opencv-python-headless; see examples/train_yolo.py.
 	$(PY) -m pip install -q --no-deps ultralytics==8.4.190 ultralytics-thop torchvision==0.28.0

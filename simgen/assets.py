@@ -11,7 +11,7 @@ hull of the visual mesh, or the exact shape for boxes and spheres.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 

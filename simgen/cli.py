@@ -16,12 +16,14 @@ from typing import List, Optional
 USAGE = """usage: simgen [--cfg] [key=value ...]
        simgen -m [--jobs N] key=a,b other=x,y ...   (one dataset per combination)
        simgen validate <dataset>
+       simgen merge <shard folder> [...] [--out DIR]   (shards.count=N shards.index=K runs)
        simgen export <dataset> --to yolo[,voc] [--segments]
        simgen preview <dataset> [--n 16] [--indices 0,5,9] [--amodal] [--depth] [--instances] [--out F]
        simgen report <dataset> [--against real/annotations.json [--real-images DIR]] [--out DIR]
 
 Generate a labeled synthetic dataset. Common keys:
-  num_images=50 seed=0 output_dir=out/demo workers=1 overwrite=false
+  num_images=50 seed=0 output_dir=out/demo workers=<cores> overwrite=false
+  engine=local|ray shards.count=1 shards.index=null retries=2
   scene=tabletop camera.width=640 camera.height=480
   objects.count=[3,15] objects.asset_sets=[primitives,pybullet]
 `simgen --cfg` prints every key with its current value. See README.md (config reference).
@@ -159,14 +161,31 @@ def _generate(argv: List[str]) -> int:
     from .runner import run
 
     summary = run(cfg)
-    print(f"simgen: dataset written to {summary.output_dir} (COCO: {summary.annotations_file})")
+    if summary.shard is None:
+        print(f"simgen: dataset written to {summary.output_dir} (COCO: {summary.annotations_file})")
     print(f"simgen: {summary.line()}")
     if summary.gl_renderer:
         print(f"simgen: GL_RENDERER {summary.gl_renderer}")
     return 0
 
 
-COMMANDS = {"validate": _validate, "export": _export, "preview": _preview, "report": _report}
+def _merge(args: List[str]) -> int:
+    import argparse
+
+    from .runner import merge
+
+    ap = argparse.ArgumentParser(prog="simgen merge", description="One dataset from shard folders of one run.")
+    ap.add_argument("shards", nargs="+", help="folders written by runs with shards.index=K")
+    ap.add_argument("--out", help="dataset folder to build (default: finalize a single shard folder in place)")
+    a = ap.parse_args(args)
+    summary = merge(a.shards, a.out)
+    print(f"simgen: dataset written to {summary.output_dir} (COCO: {summary.annotations_file})")
+    print(f"simgen: {summary.num_images} images, {sum(summary.instances.values())} instances merged "
+          f"from {len(a.shards)} folder(s)")
+    return 0
+
+
+COMMANDS = {"merge": _merge, "validate": _validate, "export": _export, "preview": _preview, "report": _report}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -11,6 +11,7 @@ Numeric values take a constant or a distribution (``simgen.distributions``): ``3
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -215,11 +216,32 @@ class QualityConfig:
 
 
 @dataclass
+class ShardsConfig:
+    """How the index range 0..num_images-1 is cut into contiguous shards (see README, Scale)."""
+
+    size: int = 0  # images per Ray task (0 = auto: about 4 tasks per CPU, at most 100 images)
+    count: int = 1  # split the dataset into this many independent jobs (Slurm arrays, machines)
+    index: Optional[int] = None  # which job this run is (0..count-1); null = the whole dataset
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None  # null: start a local Ray instance; "auto" or "ray://head:10001"
+    cpus_per_task: int = 1  # CPUs Ray reserves per task; llvmpipe gets as many raster threads
+    shared_storage: bool = False  # true: tasks write into output_dir themselves (same path on
+    # every node, e.g. NFS); false: tasks return the encoded files and the driver writes them
+
+
+@dataclass
 class SimGenConfig:
     num_images: int = 50
     seed: int = 0
     output_dir: str = "out/demo"
-    workers: int = 1
+    workers: Optional[int] = None  # local processes; null = one per CPU core available
+    engine: str = "local"  # local | ray (pip install 'simgen[ray]')
+    retries: int = 2  # times a shard whose worker died (killed, OOM, node lost) is run again
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     overwrite: bool = False
     progress: bool = True
     scene_name: str = "tabletop"  # set by the scene template; informational
@@ -249,10 +271,11 @@ _SECTIONS = {"camera": CameraConfig, "objects": ObjectsConfig, "assets": AssetsC
              "materials": MaterialsConfig, "floor": FloorConfig, "background": BackgroundConfig,
              "container": ContainerConfig, "lights": LightsConfig, "physics": PhysicsConfig,
              "render": RenderConfig, "annotate": AnnotateConfig, "splits": SplitsConfig, "yolo": YoloConfig, "coco": CocoConfig,
-             "quality": QualityConfig}
+             "quality": QualityConfig, "shards": ShardsConfig, "ray": RayConfig}
 
 # Keys that do not change a single output byte: a resumed run may change them freely.
-NON_OUTPUT_KEYS = ("workers", "overwrite", "progress", "output_dir", "quality")
+NON_OUTPUT_KEYS = ("workers", "overwrite", "progress", "output_dir", "quality", "engine", "retries", "shards",
+                   "ray")
 
 _registered = False
 
@@ -478,7 +501,18 @@ def validate(cfg) -> None:
     need(cfg.num_images >= 1, f"num_images must be a positive integer, got {cfg.num_images} "
          f"(fix: num_images=50)")
     need(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed} (fix: seed=0)")
-    need(cfg.workers >= 1, f"workers must be >= 1, got {cfg.workers} (fix: workers=1)")
+    need(cfg.workers is None or cfg.workers >= 1,
+         f"workers must be >= 1 (or null for one per core), got {cfg.workers} (fix: workers=2)")
+    need(cfg.engine in ("local", "ray"), f"engine must be local or ray, got '{cfg.engine}' (fix: engine=local)")
+    need(cfg.retries >= 0, f"retries must be >= 0, got {cfg.retries} (fix: retries=2)")
+    sh = cfg.shards
+    need(sh.size >= 0, f"shards.size must be >= 0 (0 = auto), got {sh.size} (fix: shards.size=0)")
+    need(1 <= sh.count <= cfg.num_images, f"shards.count must be between 1 and num_images "
+         f"({cfg.num_images}), got {sh.count} (fix: shards.count=1)")
+    need(sh.index is None or 0 <= sh.index < sh.count, f"shards.index must be between 0 and "
+         f"shards.count-1 ({sh.count - 1}), got {sh.index} (fix: shards.index=0, or shards.count=N)")
+    need(cfg.ray.cpus_per_task >= 1, f"ray.cpus_per_task must be >= 1, got {cfg.ray.cpus_per_task} "
+         f"(fix: ray.cpus_per_task=1)")
     need(bool(str(cfg.output_dir).strip()), "output_dir is empty (fix: output_dir=out/mydata)")
     cam = cfg.camera
     for k in ("width", "height"):
@@ -623,3 +657,13 @@ def output_fingerprint(cfg) -> dict:
     for k in NON_OUTPUT_KEYS:
         d.pop(k, None)
     return d
+
+
+def effective_workers(cfg) -> int:
+    """workers, or the number of CPU cores this process may use when workers is null."""
+    if cfg.workers:
+        return int(cfg.workers)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)

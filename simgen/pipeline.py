@@ -155,16 +155,42 @@ class Pipeline:
                       conditions=effects.as_metadata(fired), image_meta=meta,
                       split=split_of(self.cfg, index))
 
-    def write(self, sample: Sample, output_dir: str, parts_dir: str) -> dict:
-        """Write buffers, then the image's part file last (its existence marks completion)."""
-        from .io import atomic_write_json
-        from .writers.buffers import write_buffers
+    def encode(self, sample: Sample):
+        """The image's files as {relative path: bytes} and its part record (JSON-ready)."""
+        from .writers.buffers import encode_buffers, file_roles
         from .writers.coco import image_part
 
         t0 = time.perf_counter()
-        files = write_buffers(output_dir, sample.name, sample.frame,
-                              int(self.cfg.render.png_compression), bool(self.cfg.render.write_depth))
-        part = image_part(sample, files)
-        atomic_write_json(os.path.join(parts_dir, f"{sample.name}.json"), part)
+        files = encode_buffers(sample.name, sample.frame, int(self.cfg.render.png_compression),
+                               bool(self.cfg.render.write_depth))
+        part = image_part(sample, file_roles(files))
+        sample.timings["write"] = time.perf_counter() - t0
+        return files, part
+
+    def write(self, sample: Sample, output_dir: str, parts_dir: str) -> dict:
+        """Encode and commit one image into output_dir; returns its part record."""
+        t0 = time.perf_counter()
+        files, part = self.encode(sample)
+        commit_image(output_dir, parts_dir, sample.name, files, part)
         sample.timings["write"] = time.perf_counter() - t0
         return part
+
+
+def commit_image(output_dir: str, parts_dir: str, name: str, files: Dict[str, bytes], part: dict) -> None:
+    """Write an image's files atomically, then its part file last: the part's existence marks
+    the image complete, so a run killed at any moment leaves only whole images behind.
+    Filesystem failures (full disk, permissions) become one OutputError naming the fix."""
+    import errno
+
+    from .errors import OutputError
+    from .io import atomic_write_bytes, atomic_write_json
+
+    try:
+        for rel, data in files.items():
+            atomic_write_bytes(os.path.join(output_dir, rel), data)
+        atomic_write_json(os.path.join(parts_dir, f"{name}.json"), part)
+    except OSError as exc:
+        why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        raise OutputError(f"cannot write image {name} into '{output_dir}': {why}; finished images are "
+                          f"kept (fix: free space or fix permissions, then run the same command again "
+                          f"to resume)") from None

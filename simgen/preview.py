@@ -2,7 +2,6 @@
 visibility), optionally with amodal boxes, depth and the instance map side by side."""
 from __future__ import annotations
 
-import json
 import os
 from typing import List, Optional
 

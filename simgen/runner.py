@@ -1,7 +1,8 @@
-"""Many images: output-folder bookkeeping (fingerprint, resume, overwrite), one process or N
-local worker processes (spawned, each with its own GL context and physics client), progress,
-final merge and summary. Every image depends on (seed, index) only, so the bytes on disk do
-not depend on the number of workers or on interruptions."""
+"""Many images: output-folder bookkeeping (fingerprint, resume, overwrite), handing the
+images still to make to an engine (this process, local workers or Ray: simgen.engines),
+progress, the final merge into one dataset (also of shards made by separate jobs) and the
+summary. Every image depends on (seed, index) only, so the bytes on disk do not depend on
+the engine, the number of workers, shards or interruptions."""
 from __future__ import annotations
 
 import json
@@ -37,12 +38,17 @@ class Summary:
     gl_renderer: Optional[str] = None
     annotations_file: str = ""
     resampled: int = 0  # scenes thrown away by physics checks and sampled again
+    shard: Optional[object] = None  # set when this run made one shard and the dataset is not complete
 
     @property
     def images_per_second(self) -> float:
         return self.made / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
+        if self.shard is not None:
+            return (f"shard {self.shard} ({self.made} made, {self.resumed} kept from an earlier run), "
+                    f"{self.images_per_second:.2f} images/s; the dataset is complete once every shard "
+                    f"has run (the last one merges), or: simgen merge <shard folders> --out <folder>")
         inst = ", ".join(f"{k} {v}" for k, v in sorted(self.instances.items(), key=lambda kv: (-kv[1], kv[0])))
         return (f"{self.num_images} images ({self.made} made, {self.resumed} kept from an earlier run), "
                 f"{sum(self.instances.values())} instances [{inst}], "
@@ -59,7 +65,7 @@ def _diff_keys(a, b, prefix="") -> List[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def prepare_output(cfg) -> str:
+def prepare_output(cfg, categories: Optional[List[str]] = None) -> str:
     """Create/check output_dir; refuse to mix configs unless overwrite. Returns the parts dir."""
     out = os.path.abspath(str(cfg.output_dir))
     try:
@@ -99,7 +105,8 @@ def prepare_output(cfg) -> str:
     if stored != fp:
         from . import __version__
 
-        atomic_write_json(run_path, {"simgen_version": __version__, "config": fp}, indent=1)
+        atomic_write_json(run_path, {"simgen_version": __version__, "config": fp, "categories": categories},
+                          indent=1)
         atomic_write_bytes(os.path.join(out, "config.yaml"), to_yaml(cfg).encode("utf-8"))
     return parts
 
@@ -113,129 +120,207 @@ def _clean(out: str) -> None:
             os.unlink(p)
 
 
-# ---- worker processes ---------------------------------------------------------------
-
-_WORKER: Optional[Pipeline] = None
-_WORKER_OUT = ("", "")
-
-
-def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str) -> None:
-    global _WORKER, _WORKER_OUT
-    from omegaconf import OmegaConf
-
-    _WORKER = Pipeline(OmegaConf.create(cfg_yaml))
-    _WORKER_OUT = (output_dir, parts_dir)
-
-
-def _work(index: int):
-    return _make_and_write(_WORKER, index, *_WORKER_OUT)
-
-
-def _make_and_write(pipe: Pipeline, index: int, output_dir: str, parts_dir: str):
-    sample = pipe.make(index)
-    part = pipe.write(sample, output_dir, parts_dir)
-    return index, part, dict(sample.timings), pipe.renderer.gl_renderer
-
-
-def _worker_env(workers: int) -> None:
-    # llvmpipe spawns one raster thread per core in every process: share the cores instead.
-    if workers > 1 and "LP_NUM_THREADS" not in os.environ:
-        os.environ["LP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+def _done_indices(parts_dir: str, indices) -> List[int]:
+    return [i for i in indices if os.path.isfile(os.path.join(parts_dir, f"{image_name(i)}.json"))]
 
 
 def run(cfg) -> Summary:
-    """Generate cfg.num_images images into cfg.output_dir, resuming finished ones."""
-    from omegaconf import OmegaConf
-
+    """Generate cfg.num_images images (or the shard cfg.shards.index of cfg.shards.count) into
+    cfg.output_dir, resuming finished ones; merge into one dataset once every image exists."""
+    from . import engines
     from .assets import AssetLibrary
-    from .writers import EXPORTERS
+    from .config import effective_workers
 
     library = AssetLibrary.from_config(cfg)
     library.validate()  # bad meshes fail here, before the output folder is touched
     pipe = Pipeline(cfg, library)
     pipe.all_assets.validate()  # distractor assets too (and concave meshes get decomposed once)
+    workers = effective_workers(cfg)
     try:
-        pipe.renderer  # no GL context (EGL missing?) fails here too, before any file is written
-        parts_dir = prepare_output(cfg)
+        if cfg.engine == "ray":
+            engines._import_ray()  # the cluster's nodes render; this one only needs Ray
+        else:
+            pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
+        parts_dir = prepare_output(cfg, library.categories)
     except BaseException:
         pipe.close()
         raise
-    if int(cfg.workers) > 1:
-        pipe.close()  # workers make their own contexts; the probe is not needed any more
     out = os.path.abspath(str(cfg.output_dir))
     n = int(cfg.num_images)
-    done = {i for i in range(n) if os.path.isfile(os.path.join(parts_dir, f"{image_name(i)}.json"))}
-    todo = [i for i in range(n) if i not in done]
+    mine = engines.shard_range(n, int(cfg.shards.count), cfg.shards.index)
+    done = set(_done_indices(parts_dir, mine.indices))
+    todo = [i for i in mine.indices if i not in done]
     ann_path = os.path.join(out, "annotations.json")
     if todo and os.path.exists(ann_path):
         os.unlink(ann_path)  # stale: the dataset is incomplete until the merge below
     stage = Counter()
-    gl = None
-    t0 = time.perf_counter()
-    progress = _progress(total=n, initial=len(done), enabled=bool(cfg.progress))
-    try:
-        if cfg.workers == 1:
-            try:
-                for i in todo:
-                    _, _, timings, gl = _make_and_write(pipe, i, out, parts_dir)
-                    stage.update(timings)
-                    progress.update(1)
-            finally:
-                pipe.close()
-        elif todo:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-            from concurrent.futures.process import BrokenProcessPool
+    made_stats = {"gl": None}
 
-            _worker_env(int(cfg.workers))
-            ctx = mp.get_context("spawn")  # never fork a process that may hold a GL context
-            yaml_cfg = OmegaConf.to_yaml(cfg)
-            try:
-                with ProcessPoolExecutor(max_workers=min(int(cfg.workers), len(todo)), mp_context=ctx,
-                                         initializer=_init_worker,
-                                         initargs=(yaml_cfg, out, parts_dir)) as ex:
-                    for _, _, timings, gl in ex.map(_work, todo, chunksize=1):
-                        stage.update(timings)
-                        progress.update(1)
-            except BrokenProcessPool:
-                raise SimGenError("a worker process died (killed or out of memory); finished images "
-                                  "are kept: run the same command again to resume") from None
+    def on_done(index: int, timings: Dict[str, float], gl: Optional[str]) -> None:
+        stage.update(timings)
+        made_stats["gl"] = gl or made_stats["gl"]
+        progress.update(1)
+
+    t0 = time.perf_counter()
+    progress = _progress(total=len(mine.indices), initial=len(done), enabled=bool(cfg.progress))
+    try:
+        if cfg.engine == "ray":
+            pipe.close()
+            if todo:
+                engines.run_ray(cfg, todo, out, parts_dir, on_done)
+        else:
+            engines.run_local(cfg, pipe, todo, out, parts_dir, workers, on_done)
     finally:
         progress.close()
     seconds = time.perf_counter() - t0
+    made = len(todo)
+    stage_seconds = {k: stage[k] / made for k in STAGES if made}
+    complete = len(_done_indices(parts_dir, range(n))) == n
+    if not complete:  # one shard of several: the others are made elsewhere, then merged
+        return Summary(output_dir=out, num_images=n, made=made, resumed=len(done), seconds=seconds,
+                       instances={}, not_settled=[], stage_seconds=stage_seconds, gl_renderer=made_stats["gl"],
+                       shard=mine)
+    summary = finalize(out, extra={"made_this_run": made, "kept": len(done), "seconds": round(seconds, 3),
+                                   "images_per_second": round(made / seconds, 3) if seconds > 0 else 0.0,
+                                   "workers": workers, "engine": str(cfg.engine),
+                                   "mean_stage_seconds": {k: round(v, 5) for k, v in stage_seconds.items()},
+                                   "gl_renderer": made_stats["gl"]})
+    summary.made, summary.resumed, summary.seconds = made, len(done), seconds
+    summary.stage_seconds, summary.gl_renderer = stage_seconds, made_stats["gl"]
+    return summary
+
+
+def _load_run(out: str):
+    """(run.json record, the full saved config) of a simgen output folder."""
+    from omegaconf import OmegaConf
+
+    run_path = os.path.join(out, WORK_DIR, RUN_FILE)
+    try:
+        record = json.load(open(run_path, encoding="utf-8"))
+        cfg = OmegaConf.load(os.path.join(out, "config.yaml"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"'{out}' is not a simgen output folder ({WORK_DIR}/{RUN_FILE} or config.yaml "
+                          f"unreadable: {exc}); fix: give folders written by simgen") from None
+    return record, cfg
+
+
+def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
+    """Build the dataset from the per-image parts in ``out``: every other format, then COCO's
+    annotations.json last (its appearance marks the dataset complete), and run_summary.json.
+    Runs under a file lock, so shards finishing together on a shared folder merge once."""
+    import errno
+    import fcntl
+
+    record, cfg = _load_run(out)
+    categories = record.get("categories")
+    if categories is None:
+        raise OutputError(f"'{out}' was written by an older simgen without categories in "
+                          f"{WORK_DIR}/{RUN_FILE}; fix: run it again with overwrite=true")
+    n = int(cfg.num_images)
+    parts_dir = os.path.join(out, WORK_DIR, "parts")
+    try:
+        lock = open(os.path.join(out, WORK_DIR, "merge.lock"), "w")
+    except OSError as exc:
+        raise OutputError(f"cannot write in '{out}': {exc.strerror}; fix: make it writable") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _finalize_locked(out, cfg, categories, n, parts_dir, extra)
+        except OSError as exc:
+            why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+            raise OutputError(f"cannot write the dataset files in '{out}': {why}; every image is kept "
+                              f"(fix: free space or fix permissions, then run the same command again)") from None
+
+
+def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: str, extra: Optional[dict]):
+    from . import __version__
+    from .writers import EXPORTERS, coco
+
     parts = [json.load(open(os.path.join(parts_dir, f"{image_name(i)}.json"), encoding="utf-8"))
              for i in range(n)]
-    from . import __version__
-
     info = {"description": f"simgen synthetic dataset, scene '{cfg.scene_name}'",
             "version": __version__, "seed": int(cfg.seed), "num_images": n,
             "conventions": "units metres; K and cam_pose in OpenCV camera axes (x right, y down, "
                            "z forward); cam_pose is camera-to-world; bbox [x,y,w,h] of the visible "
                            "mask with w = x_max - x_min + 1; depth PNG in millimetres"}
-    from .writers import coco
-
-    # Exporters first, COCO last: annotations.json appearing marks the dataset complete.
-    doc = coco.assemble(parts, library.categories, info)
+    doc = coco.assemble(parts, categories, info)
     for fmt in cfg.formats:
         if fmt != "coco":
             EXPORTERS[fmt](out, doc, {"yolo_segments": bool(cfg.yolo.segments)})
-    coco.finalize(out, parts, library.categories, info, polygons=bool(cfg.coco.polygons))
+    coco.finalize(out, parts, categories, info, polygons=bool(cfg.coco.polygons))
     instances = Counter(a["category"] for p in parts for a in p["annotations"])
     not_settled = [p["image"]["index"] for p in parts if not p["image"]["settle"]["converged"]]
     resampled = sum(p["image"]["settle"].get("attempts", 1) - 1 for p in parts)
-    made = len(todo)
-    summary = Summary(output_dir=out, num_images=n, made=made, resumed=len(done), seconds=seconds,
-                      instances=dict(instances), not_settled=not_settled,
-                      stage_seconds={k: stage[k] / made for k in STAGES if made}, gl_renderer=gl,
-                      annotations_file=ann_path, resampled=resampled)
     atomic_write_json(os.path.join(out, "run_summary.json"), {
-        "images": n, "made_this_run": made, "kept": len(done), "seconds": round(seconds, 3),
-        "images_per_second": round(summary.images_per_second, 3), "workers": int(cfg.workers),
-        "instances": dict(sorted(instances.items())), "not_settled": not_settled,
-        "resampled_scenes": resampled,
-        "mean_stage_seconds": {k: round(v, 5) for k, v in summary.stage_seconds.items()},
-        "gl_renderer": gl}, indent=1)
-    return summary
+        "images": n, **(extra or {}), "instances": dict(sorted(instances.items())),
+        "not_settled": not_settled, "resampled_scenes": resampled}, indent=1)
+    return Summary(output_dir=out, num_images=n, made=0, resumed=n, seconds=0.0, instances=dict(instances),
+                   not_settled=not_settled, annotations_file=os.path.join(out, "annotations.json"),
+                   resampled=resampled)
+
+
+def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
+    """One dataset from shard folders made with the same config (``shards.index`` runs, or any
+    simgen output folders of that config). Files are hard-linked where possible. With a single
+    input and no ``out``, the input is finalized in place. Missing images are an error naming
+    the index ranges, never a silently smaller dataset."""
+    from . import engines
+    from .writers.common import link_or_copy
+
+    if not inputs:
+        raise SimGenError("simgen merge needs at least one shard folder (fix: simgen merge out/s0 out/s1 "
+                          "--out out/all)")
+    records = [(os.path.abspath(d), *_load_run(d)) for d in inputs]
+    first_dir, first, cfg = records[0]
+    for d, rec, _ in records[1:]:
+        if rec["config"] != first["config"]:
+            keys = _diff_keys(first["config"], rec["config"])[:4]
+            raise OutputError(f"'{d}' was made with a different config than '{first_dir}' (differs in: "
+                              f"{', '.join(keys)}); fix: merge only shards of one run")
+    n = int(cfg.num_images)
+    source: Dict[int, str] = {}
+    for d, _, _ in records:
+        for i in _done_indices(os.path.join(d, WORK_DIR, "parts"), range(n)):
+            source.setdefault(i, d)
+    missing = [i for i in range(n) if i not in source]
+    if missing:
+        ranges = engines.plan_shards(missing, 1 << 30)
+        txt = ", ".join(str(s) for s in ranges[:6]) + (" ..." if len(ranges) > 6 else "")
+        raise OutputError(f"{len(missing)} of {n} images are in none of the shards: indices {txt}; fix: "
+                          f"finish the shard runs that make them (run the same command again), then merge")
+    target = os.path.abspath(out) if out else first_dir
+    if target != first_dir or len(records) > 1:
+        _merge_into(target, records, source, link_or_copy)
+    return finalize(target, extra={"merged_from": [d for d, _, _ in records]})
+
+
+def _merge_into(target: str, records, source: Dict[int, str], link) -> None:
+    first_dir, first, _ = records[0]
+    if os.path.isdir(os.path.join(target, WORK_DIR)):
+        rec, _ = _load_run(target)
+        if rec["config"] != first["config"]:
+            raise OutputError(f"--out '{target}' holds a dataset of another config; fix: choose a new folder")
+    elif os.path.isdir(target) and os.listdir(target):
+        raise OutputError(f"--out '{target}' is not empty; fix: choose a new or empty folder")
+    parts_dir = os.path.join(target, WORK_DIR, "parts")
+    try:
+        for d in ("images", "masks", "depth", parts_dir):
+            os.makedirs(os.path.join(target, d), exist_ok=True)
+        for name in (os.path.join(WORK_DIR, RUN_FILE), "config.yaml"):
+            if not os.path.exists(os.path.join(target, name)):
+                shutil.copyfile(os.path.join(first_dir, name), os.path.join(target, name))
+        for i, d in sorted(source.items()):
+            if d == target:
+                continue
+            part_file = os.path.join(d, WORK_DIR, "parts", f"{image_name(i)}.json")
+            img = json.load(open(part_file, encoding="utf-8"))["image"]
+            for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file")):
+                if rel:
+                    link(os.path.join(d, rel), os.path.join(target, rel))
+            link(part_file, os.path.join(parts_dir, f"{image_name(i)}.json"))  # last: the image is whole
+    except OSError as exc:
+        raise OutputError(f"cannot merge into '{target}': {exc.strerror or exc}; fix: free space or "
+                          f"choose a writable --out, then merge again") from None
 
 
 class _NoProgress:

@@ -2,11 +2,11 @@
 combination (Hydra's override grammar: ``a,b``, ``range(0,3)``, ``choice(...)``), each in
 ``<output_dir>/<key=value,...>/`` with its own config.yaml, plus ``sweep.json`` listing them.
 ``--jobs N`` runs N combinations at once in separate processes (joblib), each with its own
-GL context; every dataset is the same as a single run with those overrides."""
+GL context and ``workers=1`` (without --jobs, combinations run one after the other, each
+with all local workers); every dataset is the same as a single run with those overrides."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from typing import List, Tuple
@@ -65,7 +65,8 @@ def run_sweep(overrides: List[str], jobs: int = 1) -> str:
     if jobs > 1:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=jobs, backend="loky")(delayed(_one)(ov) for _, ov in plans)
+        # jobs parallel combinations, each in one process (no worker pool nested in loky's)
+        results = Parallel(n_jobs=jobs, backend="loky")(delayed(_one)(ov + ["workers=1"]) for _, ov in plans)
     else:
         results = [_one(ov) for _, ov in plans]
     os.makedirs(base, exist_ok=True)

@@ -112,7 +112,6 @@ def test_distractors_occlude_but_are_not_labeled(renderer, library):
 
 
 def test_procedural_textures_show_on_objects(renderer, library):
-    from simgen.spec import ObjectSpec
 
     base = scene([("cube", [0.0, 0.0, 0.035], None, 3.0)], camera([0.0, 0.0, 0.6], [0.0, 0.0, 0.0]))
     o = base.objects[0]

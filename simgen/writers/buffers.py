@@ -2,11 +2,11 @@
 depth/<name>.png (16-bit millimetres, 0 = no surface or farther than 65.535 m)."""
 from __future__ import annotations
 
-import os
+from typing import Dict
 
 import numpy as np
 
-from ..io import atomic_write_bytes, encode_png
+from ..io import encode_png
 from ..spec import Frame
 
 DEPTH_SCALE = 0.001  # metres per depth PNG unit
@@ -20,16 +20,18 @@ def depth_to_u16(depth: np.ndarray) -> np.ndarray:
     return mm.astype(np.uint16)
 
 
-def write_buffers(output_dir: str, name: str, frame: Frame, compression: int, write_depth: bool) -> dict:
-    """Write the PNGs atomically; return their paths relative to output_dir."""
+def encode_buffers(name: str, frame: Frame, compression: int, write_depth: bool) -> Dict[str, bytes]:
+    """The image's PNG files as {path relative to output_dir: bytes} (images, masks, depth)."""
     if frame.instance.max(initial=0) > 65535:
         raise ValueError("more than 65535 instances in one image cannot be stored in a 16-bit mask")
-    files = {"image": f"images/{name}.png", "mask": f"masks/{name}.png"}
-    atomic_write_bytes(os.path.join(output_dir, files["image"]), encode_png(frame.rgb, compression))
-    atomic_write_bytes(os.path.join(output_dir, files["mask"]),
-                       encode_png(frame.instance.astype(np.uint16), compression))
+    files = {f"images/{name}.png": encode_png(frame.rgb, compression),
+             f"masks/{name}.png": encode_png(frame.instance.astype(np.uint16), compression)}
     if write_depth:
-        files["depth"] = f"depth/{name}.png"
-        atomic_write_bytes(os.path.join(output_dir, files["depth"]),
-                           encode_png(depth_to_u16(frame.depth), compression))
+        files[f"depth/{name}.png"] = encode_png(depth_to_u16(frame.depth), compression)
     return files
+
+
+def file_roles(files: Dict[str, bytes]) -> Dict[str, str]:
+    """{"image": ..., "mask": ..., "depth": ...} paths of :func:`encode_buffers`' output."""
+    roles = {"images": "image", "masks": "mask", "depth": "depth"}
+    return {roles[p.split("/", 1)[0]]: p for p in files}

@@ -1,0 +1,293 @@
+"""Where images are made: in this process, in N local worker processes, or as Ray tasks on a
+cluster. Every engine makes each image from (seed, index) alone and commits it with
+:func:`simgen.pipeline.commit_image` (files first, part record last), so the bytes on disk do
+not depend on the engine, the number of workers, crashes or retries.
+
+Work is cut into *shards*: contiguous ranges of image indices. Local workers take one image
+at a time (the finest load balance on one machine); a Ray task makes one shard. A worker that
+dies (killed, out of memory, node lost) has its unfinished images run again, at most
+``retries`` times; anything still missing after that is reported, never silently dropped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .errors import ConfigError, SimGenError
+from .pipeline import Pipeline, commit_image, image_name
+
+log = logging.getLogger("simgen")
+
+# on_done(index, stage timings, GL_RENDERER string) is called once per committed image
+OnDone = Callable[[int, Dict[str, float], Optional[str]], None]
+
+# Test hook (used by the fault tests, harmless elsewhere): "<index>:<marker file>" makes the
+# process about to make image <index> exit abruptly once, as if killed.
+CRASH_ENV = "SIMGEN_TEST_CRASH_ONCE"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Image indices ``start`` .. ``stop - 1``."""
+
+    start: int
+    stop: int
+
+    @property
+    def indices(self) -> range:
+        return range(self.start, self.stop)
+
+    def __str__(self) -> str:
+        return f"[{self.start}, {self.stop})"
+
+
+def shard_range(num_images: int, count: int, index: Optional[int]) -> Shard:
+    """The contiguous range job ``index`` of ``count`` makes (all images when index is None)."""
+    if index is None:
+        return Shard(0, num_images)
+    return Shard(index * num_images // count, (index + 1) * num_images // count)
+
+
+def plan_shards(todo: Sequence[int], size: int) -> List[Shard]:
+    """Cut the (sorted) indices still to make into contiguous shards of at most ``size``."""
+    shards: List[Shard] = []
+    for i in todo:
+        if shards and shards[-1].stop == i and shards[-1].stop - shards[-1].start < size:
+            shards[-1] = Shard(shards[-1].start, i + 1)
+        else:
+            shards.append(Shard(i, i + 1))
+    return shards
+
+
+def auto_shard_size(num_todo: int, slots: int) -> int:
+    """About four shards per parallel slot (load balance), at most 100 images each."""
+    return max(1, min(100, -(-num_todo // max(1, 4 * slots))))
+
+
+def _maybe_crash(index: int) -> None:
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    at, marker = spec.split(":", 1)
+    if int(at) == index and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(70)
+
+
+def make_image(pipe: Pipeline, index: int):
+    """(files {relative path: bytes}, part record, timings) of image ``index``."""
+    _maybe_crash(index)
+    sample = pipe.make(index)
+    files, part = pipe.encode(sample)
+    return files, part, dict(sample.timings)
+
+
+def _is_done(parts_dir: str, index: int) -> bool:
+    return os.path.isfile(os.path.join(parts_dir, f"{image_name(index)}.json"))
+
+
+def unfinished_error(missing: Sequence[int], why: str) -> SimGenError:
+    shards = plan_shards(sorted(missing), 1 << 30)
+    ranges = ", ".join(str(s) for s in shards[:6]) + (" ..." if len(shards) > 6 else "")
+    return SimGenError(f"{len(missing)} image(s) not made ({why}): indices {ranges}; finished images "
+                       f"are kept: run the same command again to make the rest")
+
+
+# ---- local ----------------------------------------------------------------------------
+
+_WORKER: Optional[Pipeline] = None
+_WORKER_OUT = ("", "")
+
+
+def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str) -> None:
+    global _WORKER, _WORKER_OUT
+    from omegaconf import OmegaConf
+
+    _WORKER = Pipeline(OmegaConf.create(cfg_yaml))
+    _WORKER_OUT = (output_dir, parts_dir)
+
+
+def _local_task(index: int):
+    files, part, timings = make_image(_WORKER, index)
+    t0 = _perf()
+    commit_image(*_WORKER_OUT, image_name(index), files, part)
+    timings["write"] += _perf() - t0
+    return index, timings, _WORKER.renderer.gl_renderer
+
+
+def _perf() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def worker_env(workers: int) -> None:
+    """llvmpipe starts one raster thread per core in every process: share the cores instead."""
+    if workers > 1 and "LP_NUM_THREADS" not in os.environ:
+        os.environ["LP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
+              on_done: OnDone) -> None:
+    """Make ``todo`` here (workers == 1) or in ``workers`` spawned processes."""
+    if workers == 1 or len(todo) <= 1:
+        try:
+            for i in todo:
+                files, part, timings = make_image(pipe, i)
+                t0 = _perf()
+                commit_image(output_dir, parts_dir, image_name(i), files, part)
+                timings["write"] += _perf() - t0
+                on_done(i, timings, pipe.renderer.gl_renderer)
+        finally:
+            pipe.close()
+        return
+    pipe.close()  # workers make their own contexts and physics clients
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from omegaconf import OmegaConf
+
+    worker_env(workers)
+    ctx = mp.get_context("spawn")  # never fork a process that may hold a GL context
+    cfg_yaml = OmegaConf.to_yaml(cfg)
+    reported = set()
+    remaining = list(todo)
+    for attempt in range(int(cfg.retries) + 1):
+        ex = ProcessPoolExecutor(max_workers=min(workers, len(remaining)), mp_context=ctx,
+                                 initializer=_init_worker, initargs=(cfg_yaml, output_dir, parts_dir))
+        try:
+            pending = {ex.submit(_local_task, i) for i in remaining}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    index, timings, gl = f.result()
+                    reported.add(index)
+                    on_done(index, timings, gl)
+            ex.shutdown(wait=True)
+            return
+        except BrokenProcessPool:
+            ex.shutdown(wait=False, cancel_futures=True)
+            remaining = [i for i in remaining if not _is_done(parts_dir, i)]
+            for i in todo:  # finished by the pool, but not yet reported when it broke
+                if i not in reported and _is_done(parts_dir, i):
+                    reported.add(i)
+                    on_done(i, {}, None)
+            if attempt < int(cfg.retries):
+                log.warning(f"a worker process died (killed or out of memory); making its "
+                            f"{len(remaining)} unfinished image(s) again (retry {attempt + 1} of {cfg.retries})")
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)  # running images finish; queued ones are dropped
+            raise
+    raise unfinished_error(remaining, f"worker processes kept dying; retries={cfg.retries} used up")
+
+
+# ---- Ray ------------------------------------------------------------------------------
+
+_RAY_PIPE: Tuple[str, Optional[Pipeline]] = ("", None)
+
+
+def _ray_shard(cfg_yaml: str, start: int, stop: int, output_dir: Optional[str], parts_dir: Optional[str]):
+    """A Ray task: make images start..stop-1. With shared storage, commit them here; else return
+    the encoded files for the driver to commit. The Pipeline is cached per worker process."""
+    global _RAY_PIPE
+    from . import __version__
+
+    if _RAY_PIPE[0] != cfg_yaml:
+        from omegaconf import OmegaConf
+
+        if _RAY_PIPE[1] is not None:
+            _RAY_PIPE[1].close()
+        _RAY_PIPE = (cfg_yaml, Pipeline(OmegaConf.create(cfg_yaml)))
+    pipe = _RAY_PIPE[1]
+    out = []
+    for i in range(start, stop):
+        if parts_dir is not None and _is_done(parts_dir, i):
+            continue  # a retried shard keeps what its first attempt committed
+        files, part, timings = make_image(pipe, i)
+        if output_dir is not None:
+            commit_image(output_dir, parts_dir, image_name(i), files, part)
+            files, part = None, None
+        out.append((i, files, part, timings))
+    return __version__, pipe.renderer.gl_renderer if out else None, out
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("engine=ray needs Ray (fix: pip install 'simgen[ray]', or engine=local)") from None
+    return ray
+
+
+def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDone) -> None:
+    """Make ``todo`` as Ray tasks, one per shard, on ``ray.address`` (or a local instance)."""
+    ray = _import_ray()
+    from omegaconf import OmegaConf
+
+    from . import __version__
+
+    started = False
+    cpus = int(cfg.ray.cpus_per_task)
+    env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "LP_NUM_THREADS": str(cpus)}
+    if os.environ.get(CRASH_ENV):
+        env[CRASH_ENV] = os.environ[CRASH_ENV]
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        if cfg.ray.address:
+            kw["address"] = str(cfg.ray.address)
+        elif cfg.workers:
+            kw["num_cpus"] = int(cfg.workers) * cpus
+        try:
+            ray.init(**kw)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the cause
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SimGenError(f"cannot start or reach Ray at {cfg.ray.address or 'a local instance'}: "
+                              f"{first} (fix: ray.address=auto on a node of a running cluster, "
+                              f"ray://<head>:10001 from outside, or null for a local instance)") from None
+        started = True
+    try:
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+        size = int(cfg.shards.size) or auto_shard_size(len(todo), slots)
+        shards = plan_shards(todo, size)
+        task = ray.remote(_ray_shard).options(num_cpus=cpus, max_retries=int(cfg.retries),
+                                              runtime_env={"env_vars": env})
+        cfg_ref = ray.put(OmegaConf.to_yaml(cfg))
+        shared = bool(cfg.ray.shared_storage)
+        futures = {task.remote(cfg_ref, s.start, s.stop, output_dir if shared else None,
+                               parts_dir if shared else None): s for s in shards}
+        failed: List[Tuple[Shard, str]] = []
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            shard = futures.pop(ready[0])
+            try:
+                version, gl, images = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:  # the task raised
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, SimGenError):  # bad input or a full disk: every shard would fail
+                    for f in futures:
+                        ray.cancel(f)
+                    raise cause from None
+                failed.append((shard, f"{type(cause or exc).__name__}: {str(cause or exc).splitlines()[0]}"))
+                continue
+            except ray.exceptions.RayError as exc:  # worker or node died more than `retries` times
+                failed.append((shard, type(exc).__name__))
+                continue
+            if version != __version__:
+                raise SimGenError(f"a Ray worker runs simgen {version}, this driver {__version__}; the "
+                                  f"images would differ (fix: install the same simgen on every node)")
+            for i, files, part, timings in images:
+                if not shared:
+                    t0 = _perf()
+                    commit_image(output_dir, parts_dir, image_name(i), files, part)
+                    timings["write"] += _perf() - t0
+                on_done(i, timings, gl)
+        if failed:
+            missing = [i for s, _ in failed for i in s.indices if not _is_done(parts_dir, i)]
+            why = f"{len(failed)} shard(s) failed after {cfg.retries} retries, first: {failed[0][0]} {failed[0][1]}"
+            raise unfinished_error(missing, why)
+    finally:
+        if started:
+            ray.shutdown()

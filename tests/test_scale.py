@@ -1,0 +1,176 @@
+"""Scale: killed workers, shards and merge, Ray, and a full disk. Every way of making a dataset
+must give the bytes of the plain one-process run, and nothing may go silently missing."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, SIMGEN, run_cli
+from test_cli import assert_same_dataset
+
+pytestmark = pytest.mark.slow
+
+BASE = ["num_images=10", "seed=7", "camera.width=256", "camera.height=192", "objects.count=[3,6]",
+        "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ref") / "data")
+    r = run_cli(*BASE, f"output_dir={out}", "workers=1")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def _parts(out):
+    d = os.path.join(out, ".simgen", "parts")
+    return len(os.listdir(d)) if os.path.isdir(d) else 0
+
+
+def _single_error_line(r):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and lines and lines[-1].startswith("simgen: error:"), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[-1]
+
+
+def test_killed_worker_is_replaced_and_nothing_is_lost(reference, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    out = str(tmp_path / "k")
+    proc = subprocess.Popen([SIMGEN, *BASE, f"output_dir={out}", "workers=2"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and _parts(out) < 2:
+        time.sleep(0.02)
+    workers = [c for c in psutil.Process(proc.pid).children()
+               if "resource_tracker" not in " ".join(c.cmdline())]
+    assert workers and proc.poll() is None, "the run ended before a worker could be killed"
+    workers[0].send_signal(signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "a worker process died" in stderr and "retry 1 of 2" in stderr
+    assert_same_dataset(reference, out)
+
+
+def test_image_that_keeps_crashing_is_reported_then_resumed(reference, tmp_path):
+    out = str(tmp_path / "c")
+    marker = tmp_path / "crashed"
+    r = run_cli(*BASE, f"output_dir={out}", "workers=2", "retries=0",
+                env={"SIMGEN_TEST_CRASH_ONCE": f"4:{marker}"})
+    line = _single_error_line(r)
+    assert "not made" in line and "retries=0" in line and "run the same command again" in line
+    made = _parts(out)
+    assert f"{10 - made} image(s)" in line  # every image not on disk is named, none is silently lost
+    assert not os.path.exists(os.path.join(out, ".simgen", "parts", "000004.json"))
+    assert marker.exists() and not os.path.exists(os.path.join(out, "annotations.json"))
+    r = run_cli(*BASE, f"output_dir={out}", "workers=2")
+    assert r.returncode == 0, r.stderr
+    assert_same_dataset(reference, out)
+
+
+def test_shards_in_separate_folders_merge_to_the_same_dataset(reference, tmp_path):
+    dirs = [str(tmp_path / f"s{k}") for k in range(3)]
+    for k in (0, 2):
+        r = run_cli(*BASE, f"output_dir={dirs[k]}", "workers=1", "shards.count=3", f"shards.index={k}")
+        assert r.returncode == 0, r.stderr
+        assert "shard [" in r.stdout and not os.path.exists(os.path.join(dirs[k], "annotations.json"))
+    merged = str(tmp_path / "merged")
+    line = _single_error_line(run_cli("merge", dirs[0], dirs[2], "--out", merged))
+    assert "[3, 6)" in line and "3 of 10 images" in line  # shard 1 (indices 3..5) is missing
+    other = str(tmp_path / "other")
+    assert run_cli(*BASE, "seed=8", f"output_dir={other}", "workers=1", "shards.count=3",
+                   "shards.index=1").returncode == 0
+    line = _single_error_line(run_cli("merge", dirs[0], other, dirs[2], "--out", merged))
+    assert "different config" in line and "seed" in line
+    assert run_cli(*BASE, f"output_dir={dirs[1]}", "workers=1", "shards.count=3",
+                   "shards.index=1").returncode == 0
+    r = run_cli("merge", *dirs, "--out", merged)
+    assert r.returncode == 0, r.stderr
+    assert_same_dataset(reference, merged)
+    assert run_cli("validate", merged).returncode == 0
+
+
+def test_shards_sharing_one_folder_merge_when_the_last_finishes(reference, tmp_path):
+    out = str(tmp_path / "shared")
+    for k in (1, 0):
+        r = run_cli(*BASE, f"output_dir={out}", "workers=1", "shards.count=2", f"shards.index={k}")
+        assert r.returncode == 0, r.stderr
+    assert "dataset written" in r.stdout
+    assert_same_dataset(reference, out)
+
+
+def test_full_disk_mid_run_stops_cleanly_and_resumes(reference, tmp_path, monkeypatch):
+    import simgen.io
+    from simgen.config import compose
+    from simgen.errors import OutputError
+    from simgen.runner import run
+
+    real = simgen.io.atomic_write_bytes
+    calls = {"n": 0}
+
+    def full_after(limit, when=lambda path: True):
+        def write(path, data):
+            if when(path):
+                calls["n"] += 1
+                if calls["n"] > limit:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, data)
+        return write
+
+    out = str(tmp_path / "full")
+    cfg = compose([*BASE, f"output_dir={out}", "workers=1"])
+    monkeypatch.setattr(simgen.io, "atomic_write_bytes", full_after(12, lambda p: "/.simgen/" not in p))
+    with pytest.raises(OutputError, match="disk is full.*run the same command again"):
+        run(cfg)
+    assert 0 < _parts(out) < 10 and not os.path.exists(os.path.join(out, "annotations.json"))
+    leftovers = [f for _, _, fs in os.walk(out) for f in fs if f.startswith(".tmp-")]
+    assert not leftovers
+    # the disk fills up again while writing the dataset's JSON files at the end
+    calls["n"] = 0
+    monkeypatch.setattr(simgen.io, "atomic_write_bytes", full_after(0, lambda p: p.endswith(".json")
+                                                                    and "/.simgen/" not in p))
+    with pytest.raises(OutputError, match="disk is full"):
+        run(cfg)
+    assert _parts(out) == 10 and not os.path.exists(os.path.join(out, "annotations.json"))
+    monkeypatch.setattr(simgen.io, "atomic_write_bytes", real)
+    run(cfg)
+    assert_same_dataset(reference, out)
+
+
+# ---- Ray (a local instance, as on one node of a cluster) --------------------------------
+
+def _ray():
+    return pytest.importorskip("ray")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_ray_engine_gives_the_same_bytes_and_retries_a_dead_worker(reference, tmp_path, shared):
+    _ray()
+    out = str(tmp_path / "ray")
+    marker = tmp_path / "crashed"
+    r = run_cli(*BASE, f"output_dir={out}", "engine=ray", "workers=2", "shards.size=3",
+                f"ray.shared_storage={str(shared).lower()}", env={"SIMGEN_TEST_CRASH_ONCE": f"4:{marker}"})
+    assert r.returncode == 0, r.stderr
+    assert marker.exists()  # a Ray worker died making image 4, and its shard ran again
+    assert_same_dataset(reference, out)
+    summary = json.load(open(os.path.join(out, "run_summary.json")))
+    assert summary["engine"] == "ray"
+
+
+def test_ray_shard_failing_for_good_is_reported_then_resumed(reference, tmp_path):
+    _ray()
+    out = str(tmp_path / "rayfail")
+    marker = tmp_path / "crashed"
+    r = run_cli(*BASE, f"output_dir={out}", "engine=ray", "workers=2", "shards.size=3", "retries=0",
+                env={"SIMGEN_TEST_CRASH_ONCE": f"4:{marker}"})
+    line = _single_error_line(r)
+    assert "failed after 0 retries" in line and "[3, 6)" in line
+    assert _parts(out) == 7 and not os.path.exists(os.path.join(out, "annotations.json"))
+    r = run_cli(*BASE, f"output_dir={out}", "engine=ray", "workers=2")
+    assert r.returncode == 0, r.stderr
+    assert "7 kept" in r.stdout
+    assert_same_dataset(reference, out)
