@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.simgen-installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench: $(STAMP)
 	$(PY) bench/bench.py
 	$(PY) bench/templates.py
 	$(PY) bench/effects.py
+
+bench-memory: $(STAMP)
+	$(PY) bench/memory.py
 
 clean:
 	rm -rf out build dist *.egg-info

@@ -222,72 +222,92 @@ def _import_ray():
     return ray
 
 
+def _probe(address: str) -> None:
+    """Fail in seconds, not minutes, when a host:port cluster address does not answer (Ray
+    itself keeps retrying for a long time)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    if ":" not in hostport:
+        return  # "auto", "local": Ray resolves and fails fast itself
+    host, port = hostport.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise SimGenError(f"cannot reach the Ray cluster at ray.address={address} ({exc}); fix: start it "
+                          f"(ray start --head) or correct the address: auto on a cluster node, "
+                          f"ray://<head>:10001 from outside, or null for a local instance") from None
+
+
+def connect_ray(cfg) -> Callable[[], None]:
+    """Connect to ``ray.address`` or start a local Ray instance (before any file is written);
+    returns the function that disconnects again (a no-op if Ray was already initialised)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return lambda: None
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    if cfg.ray.address:
+        _probe(str(cfg.ray.address))
+        kw["address"] = str(cfg.ray.address)
+    elif cfg.workers:
+        kw["num_cpus"] = int(cfg.workers) * int(cfg.ray.cpus_per_task)
+    try:
+        ray.init(**kw)
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the cause
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SimGenError(f"cannot start or reach Ray at {cfg.ray.address or 'a local instance'}: "
+                          f"{first} (fix: ray.address=auto on a node of a running cluster, "
+                          f"ray://<head>:10001 from outside, or null for a local instance)") from None
+    return ray.shutdown
+
+
 def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDone) -> None:
-    """Make ``todo`` as Ray tasks, one per shard, on ``ray.address`` (or a local instance)."""
+    """Make ``todo`` as Ray tasks, one per shard, on the connected Ray (see connect_ray)."""
     ray = _import_ray()
     from omegaconf import OmegaConf
 
     from . import __version__
 
-    started = False
     cpus = int(cfg.ray.cpus_per_task)
     env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "LP_NUM_THREADS": str(cpus)}
     if os.environ.get(CRASH_ENV):
         env[CRASH_ENV] = os.environ[CRASH_ENV]
-    if not ray.is_initialized():
-        kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        if cfg.ray.address:
-            kw["address"] = str(cfg.ray.address)
-        elif cfg.workers:
-            kw["num_cpus"] = int(cfg.workers) * cpus
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+    size = int(cfg.shards.size) or auto_shard_size(len(todo), slots)
+    shards = plan_shards(todo, size)
+    task = ray.remote(_ray_shard).options(num_cpus=cpus, max_retries=int(cfg.retries),
+                                          runtime_env={"env_vars": env})
+    cfg_ref = ray.put(OmegaConf.to_yaml(cfg))
+    shared = bool(cfg.ray.shared_storage)
+    futures = {task.remote(cfg_ref, s.start, s.stop, output_dir if shared else None,
+                           parts_dir if shared else None): s for s in shards}
+    failed: List[Tuple[Shard, str]] = []
+    while futures:
+        ready, _ = ray.wait(list(futures), num_returns=1)
+        shard = futures.pop(ready[0])
         try:
-            ray.init(**kw)
-        except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the cause
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise SimGenError(f"cannot start or reach Ray at {cfg.ray.address or 'a local instance'}: "
-                              f"{first} (fix: ray.address=auto on a node of a running cluster, "
-                              f"ray://<head>:10001 from outside, or null for a local instance)") from None
-        started = True
-    try:
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
-        size = int(cfg.shards.size) or auto_shard_size(len(todo), slots)
-        shards = plan_shards(todo, size)
-        task = ray.remote(_ray_shard).options(num_cpus=cpus, max_retries=int(cfg.retries),
-                                              runtime_env={"env_vars": env})
-        cfg_ref = ray.put(OmegaConf.to_yaml(cfg))
-        shared = bool(cfg.ray.shared_storage)
-        futures = {task.remote(cfg_ref, s.start, s.stop, output_dir if shared else None,
-                               parts_dir if shared else None): s for s in shards}
-        failed: List[Tuple[Shard, str]] = []
-        while futures:
-            ready, _ = ray.wait(list(futures), num_returns=1)
-            shard = futures.pop(ready[0])
-            try:
-                version, gl, images = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:  # the task raised
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, SimGenError):  # bad input or a full disk: every shard would fail
-                    for f in futures:
-                        ray.cancel(f)
-                    raise cause from None
-                failed.append((shard, f"{type(cause or exc).__name__}: {str(cause or exc).splitlines()[0]}"))
-                continue
-            except ray.exceptions.RayError as exc:  # worker or node died more than `retries` times
-                failed.append((shard, type(exc).__name__))
-                continue
-            if version != __version__:
-                raise SimGenError(f"a Ray worker runs simgen {version}, this driver {__version__}; the "
-                                  f"images would differ (fix: install the same simgen on every node)")
-            for i, files, part, timings in images:
-                if not shared:
-                    t0 = _perf()
-                    commit_image(output_dir, parts_dir, image_name(i), files, part)
-                    timings["write"] += _perf() - t0
-                on_done(i, timings, gl)
-        if failed:
-            missing = [i for s, _ in failed for i in s.indices if not _is_done(parts_dir, i)]
-            why = f"{len(failed)} shard(s) failed after {cfg.retries} retries, first: {failed[0][0]} {failed[0][1]}"
-            raise unfinished_error(missing, why)
-    finally:
-        if started:
-            ray.shutdown()
+            version, gl, images = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as exc:  # the task raised
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SimGenError):  # bad input or a full disk: every shard would fail
+                for f in futures:
+                    ray.cancel(f)
+                raise cause from None
+            failed.append((shard, f"{type(cause or exc).__name__}: {str(cause or exc).splitlines()[0]}"))
+            continue
+        except ray.exceptions.RayError as exc:  # worker or node died more than `retries` times
+            failed.append((shard, type(exc).__name__))
+            continue
+        if version != __version__:
+            raise SimGenError(f"a Ray worker runs simgen {version}, this driver {__version__}; the "
+                              f"images would differ (fix: install the same simgen on every node)")
+        for i, files, part, timings in images:
+            if not shared:
+                t0 = _perf()
+                commit_image(output_dir, parts_dir, image_name(i), files, part)
+                timings["write"] += _perf() - t0
+            on_done(i, timings, gl)
+    if failed:
+        missing = [i for s, _ in failed for i in s.indices if not _is_done(parts_dir, i)]
+        why = f"{len(failed)} shard(s) failed after {cfg.retries} retries, first: {failed[0][0]} {failed[0][1]}"
+        raise unfinished_error(missing, why)

@@ -140,7 +140,9 @@ class PhysicsWorld:
             fr = asset.friction if asset is not None and asset.friction is not None else friction
             p.changeDynamics(body, -1, lateralFriction=float(fr), restitution=float(restitution),
                              rollingFriction=float(cfg.rolling_friction),
-                             spinningFriction=float(cfg.rolling_friction), physicsClientId=c)
+                             spinningFriction=float(cfg.rolling_friction),
+                             linearDamping=float(cfg.linear_damping), angularDamping=float(cfg.angular_damping),
+                             physicsClientId=c)
             bodies[o.instance_id] = body
         steps, calm, lin, ang = 0, 0, 0.0, 0.0
         exploded = False

@@ -77,7 +77,8 @@ class Pipeline:
             self._renderer = shared_renderer(self.cfg.camera.width, self.cfg.camera.height,
                                               shadows=bool(self.cfg.render.shadows),
                                               shadow_map_size=int(self.cfg.render.shadow_map_size),
-                                              amodal_canvas=float(self.cfg.annotate.amodal_canvas))
+                                              amodal_canvas=float(self.cfg.annotate.amodal_canvas),
+                                              shadow_filter=str(self.cfg.render.shadow_filter))
         return self._renderer
 
     @property
@@ -142,6 +143,7 @@ class Pipeline:
         renderer = self.renderer
         renderer.shadows, renderer.amodal_canvas = bool(self.cfg.render.shadows), float(self.cfg.annotate.amodal_canvas)
         renderer.set_shadow_map_size(int(self.cfg.render.shadow_map_size))
+        renderer.set_shadow_filter(str(self.cfg.render.shadow_filter))
         frame = renderer.render(scene, self.all_assets)
         t3 = time.perf_counter()
         frame, meta = effects.apply_image(fired, frame, scene)

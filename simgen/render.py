@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys as _sys
 import time
 import zlib
 from functools import lru_cache
@@ -33,6 +34,40 @@ _PARKED = np.diag([1e-9, 1e-9, 1e-9, 1.0])
 EGL_HELP = ("install Mesa's EGL and software GL (Debian/Ubuntu: apt-get install libegl1 "
             "libegl-mesa0 libgl1-mesa-dri libgbm1) or an NVIDIA driver with EGL, and leave "
             "PYOPENGL_PLATFORM unset or =egl")
+
+
+SHADOW_FILTERS = ("pcf3x3", "bilinear")
+
+
+@lru_cache(maxsize=None)
+def _shader_dir(shadow_filter: str) -> Optional[str]:
+    """pyrender's shader folder, or for ``bilinear`` a derived copy whose shadow lookup is one
+    2x2 bilinear depth comparison (4 texture reads) instead of pyrender's 3x3 grid of them
+    (36 reads per light and pixel, the largest cost of a shadowed frame on llvmpipe). Made at
+    run time from the installed pyrender's own files, in a per-process temporary folder."""
+    import re
+    import tempfile
+
+    import pyrender
+
+    stock = os.path.join(os.path.dirname(pyrender.__file__), "shaders")
+    if shadow_filter == "pcf3x3":
+        return stock
+    src = open(os.path.join(stock, "mesh.frag"), encoding="utf-8").read()
+    pcf = re.compile(r"float PCF\(sampler2D depths, vec2 size, vec2 uv, float compare\)\s*\{.*?\n\}", re.S)
+    if not pcf.search(src):  # another pyrender: keep its shaders rather than guess
+        log.warning("pyrender's mesh.frag has no PCF() to replace; render.shadow_filter=bilinear ignored")
+        return stock
+    body = ("float PCF(sampler2D depths, vec2 size, vec2 uv, float compare){\n"
+            "    return texture2DShadowLerp(depths, size, uv, compare);\n}")
+    out = tempfile.mkdtemp(prefix="simgen-shaders-")
+    for name in os.listdir(stock):
+        text = open(os.path.join(stock, name), encoding="utf-8").read()
+        if name == "mesh.frag":
+            text = pcf.sub(lambda _: body, text)
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    return out
 
 
 def encode_id(i: int) -> List[int]:
@@ -136,16 +171,17 @@ atexit.register(_close_shared)  # while modules are still alive, not at interpre
 
 
 def shared_renderer(width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024,
-                    amodal_canvas: float = 1.0) -> "PyrenderRenderer":
+                    amodal_canvas: float = 1.0, shadow_filter: str = "bilinear") -> "PyrenderRenderer":
     """The process's one renderer (one GL context), created on first use and reused by every
     pipeline of the process: OpenGL objects of a closed context must never outlive it, and
     pyrender objects free theirs whenever Python collects them."""
     global _SHARED
     if _SHARED is None or _SHARED._r is None:
-        _SHARED = PyrenderRenderer(width, height, shadows, shadow_map_size, amodal_canvas)
+        _SHARED = PyrenderRenderer(width, height, shadows, shadow_map_size, amodal_canvas, shadow_filter)
     r = _SHARED
     r.shadows, r.amodal_canvas = bool(shadows), float(amodal_canvas)
     r.set_shadow_map_size(int(shadow_map_size))
+    r.set_shadow_filter(shadow_filter)
     return r
 
 
@@ -153,7 +189,7 @@ class PyrenderRenderer:
     """Caches one pyrender mesh per (asset, slot) and moves nodes with set_pose."""
 
     def __init__(self, width: int, height: int, shadows: bool = True, shadow_map_size: int = 1024,
-                 amodal_canvas: float = 1.0):
+                 amodal_canvas: float = 1.0, shadow_filter: str = "bilinear"):
         global _logged_renderer
         try:
             import pyrender
@@ -195,6 +231,21 @@ class PyrenderRenderer:
         self._lights: Dict[str, List[object]] = {"directional": [], "point": [], "spot": []}
         self._light_nodes: List[object] = []
         self._unshadowed: set = set()  # light nodes whose shadows are off
+        self.set_shadow_filter(shadow_filter)
+
+    def set_shadow_filter(self, shadow_filter: str) -> None:
+        """Shadow edge filter for the following frames: ``bilinear`` (4 depth reads per light and
+        pixel) or ``pcf3x3`` (pyrender's own, 36 reads: softer edges, about 3x the RGB cost)."""
+        if shadow_filter not in SHADOW_FILTERS:
+            raise ValueError(f"shadow_filter must be one of {SHADOW_FILTERS}, got {shadow_filter!r}")
+        if getattr(self, "_shadow_filter", None) == shadow_filter:
+            return
+        from pyrender.shader_program import ShaderProgramCache
+
+        inner = self._r._renderer
+        inner._program_cache.clear()
+        inner._program_cache = ShaderProgramCache(shader_dir=_shader_dir(shadow_filter))
+        self._shadow_filter = shadow_filter
 
     def set_shadow_map_size(self, size: int) -> None:
         """Shadow maps of this size from now on (lights made with another size are remade)."""
@@ -299,11 +350,9 @@ class PyrenderRenderer:
         self._r = None
 
     def __del__(self):
-        import sys
-
-        if sys.is_finalizing():  # modules are being torn down: GL calls would only print noise
-            return
         try:
+            if _sys.is_finalizing():  # modules are being torn down: GL calls would only print noise
+                return
             self.close()
         except Exception:
             pass

@@ -136,14 +136,16 @@ def run(cfg) -> Summary:
     pipe = Pipeline(cfg, library)
     pipe.all_assets.validate()  # distractor assets too (and concave meshes get decomposed once)
     workers = effective_workers(cfg)
+    disconnect = lambda: None  # noqa: E731
     try:
-        if cfg.engine == "ray":
-            engines._import_ray()  # the cluster's nodes render; this one only needs Ray
+        if cfg.engine == "ray":  # the cluster's nodes render; this one only needs to reach Ray
+            disconnect = engines.connect_ray(cfg)
         else:
             pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
         parts_dir = prepare_output(cfg, library.categories)
     except BaseException:
         pipe.close()
+        disconnect()
         raise
     out = os.path.abspath(str(cfg.output_dir))
     n = int(cfg.num_images)
@@ -172,6 +174,7 @@ def run(cfg) -> Summary:
             engines.run_local(cfg, pipe, todo, out, parts_dir, workers, on_done)
     finally:
         progress.close()
+        disconnect()
     seconds = time.perf_counter() - t0
     made = len(todo)
     stage_seconds = {k: stage[k] / made for k in STAGES if made}

@@ -85,7 +85,10 @@ def validate_dataset(path: str, max_problems: int = 200) -> List[str]:
                 except Exception as exc:
                     bad(f"{where}: polygons do not decode ({type(exc).__name__})")
                     continue
-                iou = (m & truth).sum() / max((m | truth).sum(), 1)
+                from scipy.ndimage import binary_fill_holes
+
+                filled = binary_fill_holes(truth)  # polygons are outer boundaries: no holes
+                iou = (m & filled).sum() / max((m | filled).sum(), 1)
                 if iou < (0.5 if truth.sum() < 100 else 0.8):
                     bad(f"{where}: polygons cover the mask PNG region poorly (IoU {iou:.2f})")
                 m = truth

@@ -191,6 +191,9 @@ def _assert_clean_failure(r, out, needle):
     ("scene=moon", "unknown scene 'moon'"),
     ("camera.widht=640", "unknown config key 'camera.widht'"),
     ("camera.width=0", "camera.width"),
+    ("engine=spark", "engine must be local or ray"),
+    ("shards.index=3", "shards.index must be between 0 and"),
+    ("workers=0", "workers must be >= 1"),
 ])
 def test_bad_config_values(tmp_path, override, needle):
     out = str(tmp_path / "o")

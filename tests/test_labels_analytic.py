@@ -84,8 +84,10 @@ def test_floor_occludes_but_is_never_labeled(renderer, library):
     assert ((frame.instance == 0) & (frame.depth > 0)).sum() > 1000
 
 
-def test_shadows_and_bounds_under_numpy2(renderer, library):
-    """pyrender 0.1.45 called np.infty (gone in NumPy 2), breaking Mesh.bounds and shadows."""
+@pytest.mark.parametrize("shadow_filter", ["bilinear", "pcf3x3"])
+def test_shadows_and_bounds_under_numpy2(renderer, library, shadow_filter):
+    """pyrender 0.1.45 called np.infty (gone in NumPy 2), breaking Mesh.bounds and shadows.
+    Both shadow filters (simgen's 4-read bilinear one and pyrender's 3x3 PCF) are exact."""
     assert int(np.__version__.split(".")[0]) >= 2
     from simgen.spec import LightSpec
     from simgen.geometry import look_at
@@ -98,6 +100,7 @@ def test_shadows_and_bounds_under_numpy2(renderer, library):
     renderer._load(sc, library)
     b = renderer._scene.bounds
     assert np.isfinite(b).all() and b[1, 2] == pytest.approx(0.07, abs=1e-6)
+    renderer.set_shadow_filter(shadow_filter)
     renderer.shadows = False
     lit = renderer.render(sc, library).rgb.astype(float)
     renderer.shadows = True

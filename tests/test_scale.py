@@ -161,6 +161,16 @@ def test_ray_engine_gives_the_same_bytes_and_retries_a_dead_worker(reference, tm
     assert summary["engine"] == "ray"
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "auto"])
+def test_unreachable_ray_cluster_is_one_line_and_writes_nothing(tmp_path, address):
+    _ray()
+    out = str(tmp_path / "o")
+    line = _single_error_line(run_cli(*BASE, f"output_dir={out}", "engine=ray", f"ray.address={address}",
+                                      env={"RAY_ADDRESS": ""}))
+    assert "Ray" in line and "fix:" in line
+    assert not os.path.exists(out)
+
+
 def test_ray_shard_failing_for_good_is_reported_then_resumed(reference, tmp_path):
     _ray()
     out = str(tmp_path / "rayfail")
@@ -174,3 +184,23 @@ def test_ray_shard_failing_for_good_is_reported_then_resumed(reference, tmp_path
     assert r.returncode == 0, r.stderr
     assert "7 kept" in r.stdout
     assert_same_dataset(reference, out)
+
+
+# ---- Hydra launcher plugins (simgen-hydra) ----------------------------------------------
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_hydra_launcher_sweep_matches_plain_runs(tmp_path, launcher):
+    pytest.importorskip({"joblib": "hydra_plugins.hydra_joblib_launcher",
+                         "submitit_local": "hydra_plugins.hydra_submitit_launcher"}[launcher])
+    small = ["num_images=2", "camera.width=160", "camera.height=120", "objects.count=[2,4]", "workers=1"]
+    base = tmp_path / "sweep"
+    r = subprocess.run([SIMGEN + "-hydra", "-m", f"hydra/launcher={launcher}", "seed=1,2", *small,
+                        f"output_dir={base}", f"hydra.sweep.dir={tmp_path / 'hydra'}"],
+                       capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    folders = sorted(os.listdir(base))
+    assert len(folders) == 2 and all(f.startswith("seed=") for f in folders), folders
+    single = str(tmp_path / "single")
+    assert run_cli("seed=2", *small, "progress=false", f"output_dir={single}").returncode == 0
+    (two,) = [f for f in folders if f.startswith("seed=2,")]
+    assert_same_dataset(str(base / two), single)
