@@ -16,13 +16,12 @@ TEMPLATES = ("tabletop", "bin", "flying", "shelf", "fixed")
 def contact_sheet(folder: str, n: int = 16, tile=(320, 240)) -> np.ndarray:
     import cv2
 
+    from simgen.draw import grid
+
     names = sorted(os.listdir(os.path.join(folder, "images")))[:n]
-    tiles = [cv2.resize(cv2.imread(os.path.join(folder, "images", f)), tile, interpolation=cv2.INTER_AREA)
-             for f in names]
-    while len(tiles) < n:
-        tiles.append(np.zeros_like(tiles[0]))
-    side = int(np.sqrt(n))
-    return np.vstack([np.hstack(tiles[r * side:(r + 1) * side]) for r in range(side)])
+    images = [cv2.imread(os.path.join(folder, "images", f)) for f in names]
+    images += [np.zeros_like(images[0])] * (n - len(images))
+    return grid(images, cols=int(np.sqrt(n)), tile=tile)
 
 
 def main() -> int:

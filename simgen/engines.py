@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -84,15 +85,32 @@ def make_image(pipe: Pipeline, index: int):
     return files, part, dict(sample.timings)
 
 
+def make_and_commit(pipe: Pipeline, index: int, output_dir: str, parts_dir: str) -> Dict[str, float]:
+    """Make image ``index`` and commit it into output_dir; returns its stage timings."""
+    _maybe_crash(index)
+    sample = pipe.make(index)
+    pipe.write(sample, output_dir, parts_dir)
+    return dict(sample.timings)
+
+
 def _is_done(parts_dir: str, index: int) -> bool:
     return os.path.isfile(os.path.join(parts_dir, f"{image_name(index)}.json"))
 
 
+def done_indices(parts_dir: str, indices) -> List[int]:
+    """The indices among ``indices`` whose image is complete (its part record exists)."""
+    return [i for i in indices if _is_done(parts_dir, i)]
+
+
+def format_ranges(indices: Sequence[int], most: int = 6) -> str:
+    """Sorted indices as contiguous ranges: "[3, 6), [9, 10) ..."."""
+    shards = plan_shards(sorted(indices), 1 << 30)
+    return ", ".join(str(s) for s in shards[:most]) + (" ..." if len(shards) > most else "")
+
+
 def unfinished_error(missing: Sequence[int], why: str) -> SimGenError:
-    shards = plan_shards(sorted(missing), 1 << 30)
-    ranges = ", ".join(str(s) for s in shards[:6]) + (" ..." if len(shards) > 6 else "")
-    return SimGenError(f"{len(missing)} image(s) not made ({why}): indices {ranges}; finished images "
-                       f"are kept: run the same command again to make the rest")
+    return SimGenError(f"{len(missing)} image(s) not made ({why}): indices {format_ranges(missing)}; "
+                       f"finished images are kept: run the same command again to make the rest")
 
 
 # ---- local ----------------------------------------------------------------------------
@@ -110,17 +128,7 @@ def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str) -> None:
 
 
 def _local_task(index: int):
-    files, part, timings = make_image(_WORKER, index)
-    t0 = _perf()
-    commit_image(*_WORKER_OUT, image_name(index), files, part)
-    timings["write"] += _perf() - t0
-    return index, timings, _WORKER.renderer.gl_renderer
-
-
-def _perf() -> float:
-    import time
-
-    return time.perf_counter()
+    return index, make_and_commit(_WORKER, index, *_WORKER_OUT), _WORKER.renderer.gl_renderer
 
 
 def worker_env(workers: int) -> None:
@@ -135,11 +143,7 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
     if workers == 1 or len(todo) <= 1:
         try:
             for i in todo:
-                files, part, timings = make_image(pipe, i)
-                t0 = _perf()
-                commit_image(output_dir, parts_dir, image_name(i), files, part)
-                timings["write"] += _perf() - t0
-                on_done(i, timings, pipe.renderer.gl_renderer)
+                on_done(i, make_and_commit(pipe, i, output_dir, parts_dir), pipe.renderer.gl_renderer)
         finally:
             pipe.close()
         return
@@ -206,11 +210,10 @@ def _ray_shard(cfg_yaml: str, start: int, stop: int, output_dir: Optional[str], 
     for i in range(start, stop):
         if parts_dir is not None and _is_done(parts_dir, i):
             continue  # a retried shard keeps what its first attempt committed
-        files, part, timings = make_image(pipe, i)
         if output_dir is not None:
-            commit_image(output_dir, parts_dir, image_name(i), files, part)
-            files, part = None, None
-        out.append((i, files, part, timings))
+            out.append((i, None, None, make_and_commit(pipe, i, output_dir, parts_dir)))
+        else:
+            out.append((i, *make_image(pipe, i)))
     return __version__, pipe.renderer.gl_renderer if out else None, out
 
 
@@ -303,9 +306,9 @@ def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDo
                               f"images would differ (fix: install the same simgen on every node)")
         for i, files, part, timings in images:
             if not shared:
-                t0 = _perf()
+                t0 = time.perf_counter()
                 commit_image(output_dir, parts_dir, image_name(i), files, part)
-                timings["write"] += _perf() - t0
+                timings["write"] += time.perf_counter() - t0
             on_done(i, timings, gl)
     if failed:
         missing = [i for s, _ in failed for i in s.indices if not _is_done(parts_dir, i)]

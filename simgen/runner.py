@@ -120,10 +120,6 @@ def _clean(out: str) -> None:
             os.unlink(p)
 
 
-def _done_indices(parts_dir: str, indices) -> List[int]:
-    return [i for i in indices if os.path.isfile(os.path.join(parts_dir, f"{image_name(i)}.json"))]
-
-
 def run(cfg) -> Summary:
     """Generate cfg.num_images images (or the shard cfg.shards.index of cfg.shards.count) into
     cfg.output_dir, resuming finished ones; merge into one dataset once every image exists."""
@@ -150,7 +146,7 @@ def run(cfg) -> Summary:
     out = os.path.abspath(str(cfg.output_dir))
     n = int(cfg.num_images)
     mine = engines.shard_range(n, int(cfg.shards.count), cfg.shards.index)
-    done = set(_done_indices(parts_dir, mine.indices))
+    done = set(engines.done_indices(parts_dir, mine.indices))
     todo = [i for i in mine.indices if i not in done]
     ann_path = os.path.join(out, "annotations.json")
     if todo and os.path.exists(ann_path):
@@ -178,7 +174,7 @@ def run(cfg) -> Summary:
     seconds = time.perf_counter() - t0
     made = len(todo)
     stage_seconds = {k: stage[k] / made for k in STAGES if made}
-    complete = len(_done_indices(parts_dir, range(n))) == n
+    complete = len(engines.done_indices(parts_dir, range(n))) == n
     if not complete:  # one shard of several: the others are made elsewhere, then merged
         return Summary(output_dir=out, num_images=n, made=made, resumed=len(done), seconds=seconds,
                        instances={}, not_settled=[], stage_seconds=stage_seconds, gl_renderer=made_stats["gl"],
@@ -268,7 +264,6 @@ def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
     input and no ``out``, the input is finalized in place. Missing images are an error naming
     the index ranges, never a silently smaller dataset."""
     from . import engines
-    from .writers.common import link_or_copy
 
     if not inputs:
         raise SimGenError("simgen merge needs at least one shard folder (fix: simgen merge out/s0 out/s1 "
@@ -283,21 +278,22 @@ def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
     n = int(cfg.num_images)
     source: Dict[int, str] = {}
     for d, _, _ in records:
-        for i in _done_indices(os.path.join(d, WORK_DIR, "parts"), range(n)):
+        for i in engines.done_indices(os.path.join(d, WORK_DIR, "parts"), range(n)):
             source.setdefault(i, d)
     missing = [i for i in range(n) if i not in source]
     if missing:
-        ranges = engines.plan_shards(missing, 1 << 30)
-        txt = ", ".join(str(s) for s in ranges[:6]) + (" ..." if len(ranges) > 6 else "")
-        raise OutputError(f"{len(missing)} of {n} images are in none of the shards: indices {txt}; fix: "
+        raise OutputError(f"{len(missing)} of {n} images are in none of the shards: indices "
+                          f"{engines.format_ranges(missing)}; fix: "
                           f"finish the shard runs that make them (run the same command again), then merge")
     target = os.path.abspath(out) if out else first_dir
     if target != first_dir or len(records) > 1:
-        _merge_into(target, records, source, link_or_copy)
+        _merge_into(target, records, source)
     return finalize(target, extra={"merged_from": [d for d, _, _ in records]})
 
 
-def _merge_into(target: str, records, source: Dict[int, str], link) -> None:
+def _merge_into(target: str, records, source: Dict[int, str]) -> None:
+    from .writers.common import link_or_copy as link
+
     first_dir, first, _ = records[0]
     if os.path.isdir(os.path.join(target, WORK_DIR)):
         rec, _ = _load_run(target)
