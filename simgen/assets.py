@@ -47,13 +47,13 @@ class Asset:
 
 @dataclass(frozen=True)
 class Collision:
-    """Physics shape in metres for scale 1: kind 'box' (half_extents), 'sphere' (radius),
-    'hull' (vertices (N,3)), or 'file' (path + mesh_scale: pybullet splits OBJ objects)."""
+    """Physics shape in metres for scale 1: kind 'box' (half_extents), 'sphere' (radius; path:
+    its hull, for non-uniform scales), or 'file' (path + mesh_scale: an OBJ, a convex hull
+    per OBJ object; convex hulls are written to the cache by hull_file)."""
 
     kind: str
     half_extents: Optional[Tuple[float, float, float]] = None
     radius: float = 0.0
-    vertices: Optional[np.ndarray] = None
     path: Optional[str] = None
     mesh_scale: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     offset: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # file frame -> model frame, metres
@@ -209,6 +209,50 @@ def _cache_dir() -> str:
     return os.environ.get("SIMGEN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "simgen")
 
 
+def _cache_folder(kind: str) -> str:
+    """``<cache>/<kind>``, created; a per-user temp folder when the cache cannot be written
+    (read-only home on a cluster node): the files are derived data, rebuilt when missing."""
+    import tempfile
+
+    for root in (_cache_dir(), os.path.join(tempfile.gettempdir(), f"simgen-cache-{os.getuid()}")):
+        folder = os.path.join(root, kind)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    raise AssetError(f"cannot write the mesh cache in {_cache_dir()} or the temp folder; set SIMGEN_CACHE_DIR "
+                     f"to a writable folder")
+
+
+def _publish(folder: str, name: str, data: bytes) -> str:
+    """folder/name with ``data``, written atomically unless it exists (named by content)."""
+    from .io import atomic_write_bytes
+
+    out = os.path.join(folder, name)
+    if not os.path.isfile(out):
+        atomic_write_bytes(out, data)
+    return out
+
+
+def hull_file(points: np.ndarray) -> str:
+    """The convex hull of (N,3) points (metres) as an OBJ in the cache, named by its content.
+
+    pybullet keeps every vertex list passed to createCollisionShape(vertices=...) for the
+    life of the client (~40 KB a shape, never freed by resetSimulation); a file-based mesh
+    is freed with the world, so physics memory stays flat over millions of scenes."""
+    import hashlib
+
+    import trimesh
+
+    hull = trimesh.convex.convex_hull(np.asarray(points, dtype=np.float64))
+    text = "".join("v %.9g %.9g %.9g\n" % tuple(v) for v in hull.vertices)
+    text += "".join("f %d %d %d\n" % tuple(f + 1) for f in hull.faces)
+    data = text.encode()
+    return _publish(_cache_folder("hulls"), hashlib.sha1(data).hexdigest() + ".obj", data)
+
+
 def decomposition_path(asset: Asset) -> Optional[str]:
     """Cached V-HACD convex decomposition (OBJ, mesh units) for a concave asset, made on
     first use; None for meshes that are convex enough (volume > 90% of their hull) or not
@@ -219,7 +263,8 @@ def decomposition_path(asset: Asset) -> Optional[str]:
     if not mesh.is_watertight or mesh.volume <= 0 or mesh.volume > 0.9 * mesh.convex_hull.volume:
         return None
     digest = hashlib.sha1(open(asset.mesh_path, "rb").read() + DECOMPOSITION_VERSION.encode()).hexdigest()
-    out = os.path.join(_cache_dir(), "vhacd", f"{digest}.obj")
+    folder = _cache_folder("vhacd")
+    out = os.path.join(folder, f"{digest}.obj")
     if os.path.isfile(out):
         return out
     import tempfile
@@ -227,7 +272,6 @@ def decomposition_path(asset: Asset) -> Optional[str]:
     from .physics import _import_pybullet, quiet_c_output
 
     p = _import_pybullet()
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "in.obj")
         mesh.export(src)
@@ -241,10 +285,7 @@ def decomposition_path(asset: Asset) -> Optional[str]:
             p.disconnect(physicsClientId=client)
         if not os.path.isfile(part) or os.path.getsize(part) == 0:
             return None
-        fd, tmp_out = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".obj")
-        with os.fdopen(fd, "wb") as f:
-            f.write(open(part, "rb").read())
-        os.replace(tmp_out, out)  # atomic: concurrent workers never see half a file
+        out = _publish(folder, f"{digest}.obj", open(part, "rb").read())
     return out
 
 
@@ -393,8 +434,10 @@ def _collision(asset: Asset) -> Collision:
     if asset.primitive == "box":
         ext = dict(asset.params).get("extents", [0.1, 0.1, 0.1])
         return Collision("box", half_extents=tuple(float(e) / 2 for e in ext))
-    if asset.primitive == "sphere":
-        return Collision("sphere", radius=float(dict(asset.params).get("radius", 0.05)))
+    if asset.primitive == "sphere":  # the hull file serves non-uniform scales
+        return Collision("sphere", radius=float(dict(asset.params).get("radius", 0.05)),
+                         path=hull_file(_farthest_points(np.asarray(_visual_mesh(asset).vertices, dtype=np.float64),
+                                                         MAX_HULL_VERTICES)))
     if asset.collision_path:
         _load_trimesh(asset, asset.collision_path, "collision")  # validate once
         return Collision("file", path=asset.collision_path, mesh_scale=asset.scale,
@@ -404,8 +447,8 @@ def _collision(asset: Asset) -> Collision:
         if parts is not None:
             return Collision("file", path=parts, mesh_scale=asset.scale, offset=tuple(-_mesh_offset(asset)))
     hull = _visual_mesh(asset).convex_hull
-    return Collision("hull", vertices=_farthest_points(np.asarray(hull.vertices, dtype=np.float64),
-                                                      MAX_HULL_VERTICES))
+    return Collision("file", path=hull_file(_farthest_points(np.asarray(hull.vertices, dtype=np.float64),
+                                                             MAX_HULL_VERTICES)))
 
 
 MAX_HULL_VERTICES = 96  # collision cost grows with hull size; 96 keeps sag to ~1% of size

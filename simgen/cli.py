@@ -55,6 +55,7 @@ def _export(args: List[str]) -> int:
 
     from .errors import SimGenError
     from .writers import EXPORTERS
+    from .writers.coco import Coco
 
     ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
     ap.add_argument("dataset")
@@ -69,7 +70,7 @@ def _export(args: List[str]) -> int:
     if not os.path.isfile(path):
         raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
                           f"or finish the run)")
-    coco = json.load(open(path, encoding="utf-8"))
+    coco = Coco.from_doc(json.load(open(path, encoding="utf-8")))
     for f in fmts:
         print(f"simgen: wrote {EXPORTERS[f](a.dataset, coco, {'yolo_segments': a.segments})}")
     return 0

@@ -8,19 +8,44 @@ import tempfile
 import numpy as np
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
+class AtomicFile:
+    """A file that appears at ``path`` complete or not at all: written to a temporary sibling
+    (``.tmp-<name>``) and renamed by :meth:`commit`; :meth:`discard`, or an exception inside
+    ``with``, removes it. Every dataset file simgen writes goes through here."""
+
+    def __init__(self, path: str, mode: str = "wb"):
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path),
+                                        dir=os.path.dirname(path) or ".")
+        self._f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+
+    def write(self, data) -> None:
+        self._f.write(data)
+
+    def commit(self) -> None:
+        self._f.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self._f.close()
         try:
-            os.unlink(tmp)
-        except OSError:
+            os.unlink(self.tmp)
+        except OSError:  # committed already, or never made
             pass
-        raise
+
+    def __enter__(self) -> "AtomicFile":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    with AtomicFile(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: str, obj, indent=None) -> None:

@@ -90,13 +90,10 @@ class PhysicsWorld:
                                           physicsClientId=c)
         if col.kind == "sphere" and s[0] == s[1] == s[2]:
             return p.createCollisionShape(p.GEOM_SPHERE, radius=col.radius * s[0], physicsClientId=c)
-        if col.kind == "file":
-            return p.createCollisionShape(p.GEOM_MESH, fileName=col.path,
-                                          meshScale=[m * f for m, f in zip(col.mesh_scale, s)],
-                                          collisionFramePosition=[o * f for o, f in zip(col.offset, s)],
-                                          physicsClientId=c)
-        verts = col.vertices if col.vertices is not None else library.visual_mesh(name).convex_hull.vertices
-        return p.createCollisionShape(p.GEOM_MESH, vertices=(np.asarray(verts) * s).tolist(),
+        # Meshes always come from files: vertex lists would stay in pybullet's memory for good.
+        return p.createCollisionShape(p.GEOM_MESH, fileName=col.path,
+                                      meshScale=[m * f for m, f in zip(col.mesh_scale, s)],
+                                      collisionFramePosition=[o * f for o, f in zip(col.offset, s)],
                                       physicsClientId=c)
 
     def settle(self, scene: SceneSpec, library: AssetLibrary, cfg) -> Tuple[SceneSpec, SettleReport]:

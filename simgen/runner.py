@@ -235,21 +235,29 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
     from . import __version__
     from .writers import EXPORTERS, coco
 
-    parts = [json.load(open(os.path.join(parts_dir, f"{image_name(i)}.json"), encoding="utf-8"))
-             for i in range(n)]
     info = {"description": f"simgen synthetic dataset, scene '{cfg.scene_name}'",
             "version": __version__, "seed": int(cfg.seed), "num_images": n,
             "conventions": "units metres; K and cam_pose in OpenCV camera axes (x right, y down, "
                            "z forward); cam_pose is camera-to-world; bbox [x,y,w,h] of the visible "
                            "mask with w = x_max - x_min + 1; depth PNG in millimetres"}
-    doc = coco.assemble(parts, categories, info)
+    # Streamed from the part files one image at a time: memory does not grow with the dataset.
+    paths = [os.path.join(parts_dir, f"{image_name(i)}.json") for i in range(n)]
     for fmt in cfg.formats:
         if fmt != "coco":
-            EXPORTERS[fmt](out, doc, {"yolo_segments": bool(cfg.yolo.segments)})
-    coco.finalize(out, parts, categories, info, polygons=bool(cfg.coco.polygons))
-    instances = Counter(a["category"] for p in parts for a in p["annotations"])
-    not_settled = [p["image"]["index"] for p in parts if not p["image"]["settle"]["converged"]]
-    resampled = sum(p["image"]["settle"].get("attempts", 1) - 1 for p in parts)
+            EXPORTERS[fmt](out, coco.Coco.from_parts(paths, categories, info),
+                           {"yolo_segments": bool(cfg.yolo.segments)})
+    instances: Counter = Counter()
+    not_settled: List[int] = []
+    resampled = 0
+
+    def observe(img, anns):
+        nonlocal resampled
+        instances.update(categories[a["category_id"] - 1] for a in anns)
+        if not img["settle"]["converged"]:
+            not_settled.append(img["index"])
+        resampled += img["settle"].get("attempts", 1) - 1
+
+    coco.write(out, coco.Coco.from_parts(paths, categories, info, polygons=bool(cfg.coco.polygons)), observe)
     atomic_write_json(os.path.join(out, "run_summary.json"), {
         "images": n, **(extra or {}), "instances": dict(sorted(instances.items())),
         "not_settled": not_settled, "resampled_scenes": resampled}, indent=1)

@@ -67,6 +67,29 @@ def test_concave_mesh_is_decomposed_once_and_cached(folder):
     assert decomposition_path(lib.assets[name]) == col.path and os.path.getmtime(col.path) == mtime
 
 
+def test_convex_meshes_reach_physics_as_cached_hull_files(folder, monkeypatch):
+    """pybullet keeps vertex lists given to createCollisionShape forever (memory grows with
+    every scene), so hulls go to physics as OBJ files written once in the cache."""
+    from scipy.spatial import cKDTree
+
+    from simgen.assets import hull_file
+
+    lib = AssetLibrary.from_sets([str(folder)])
+    name = [n for n in lib.names if lib.assets[n].category == "ball"][0]
+    col = lib.collision(name)
+    assert col.kind == "file" and col.path.startswith(os.path.join(os.environ["SIMGEN_CACHE_DIR"], "hulls"))
+    hull = trimesh.load(col.path, force="mesh")
+    vis = lib.visual_mesh(name).convex_hull
+    assert hull.is_watertight and hull.is_convex
+    assert hull.volume == pytest.approx(vis.volume, rel=0.05)  # 96 of its 162 vertices: ~1% sag
+    assert cKDTree(vis.vertices).query(hull.vertices)[0].max() < 1e-6  # corners of the mesh itself
+    assert hull_file(hull.vertices) == hull_file(hull.vertices)  # named by content, written once
+    # a cache folder that cannot be written falls back to a temp folder
+    monkeypatch.setenv("SIMGEN_CACHE_DIR", "/proc/simgen-cache")
+    path = hull_file(vis.vertices)
+    assert os.path.isfile(path) and not path.startswith("/proc")
+
+
 def test_folder_assets_settle_and_render(folder, renderer):
     from conftest import camera, scene
     from simgen.annotate import annotate

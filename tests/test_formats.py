@@ -64,6 +64,23 @@ def test_splits_are_consistent_everywhere(dataset):
     assert [split_of(big, i["index"]) for i in doc["images"]] == [i["split"] for i in doc["images"]]
 
 
+def test_streamed_json_is_the_whole_document(dataset):
+    """annotations*.json are written one image at a time: each must be exactly the document
+    json.dumps would give, with ids 1..n, and the split files the whole one's subsets."""
+    raw = open(os.path.join(dataset, "annotations.json"), "rb").read()
+    doc = json.loads(raw)
+    assert json.dumps(doc, separators=(",", ":")).encode() == raw
+    assert [i["id"] for i in doc["images"]] == [i["index"] + 1 for i in doc["images"]] == list(range(1, 9))
+    assert [a["id"] for a in doc["annotations"]] == list(range(1, len(doc["annotations"]) + 1))
+    for s in ("train", "val", "test"):
+        keep = {i["id"] for i in doc["images"] if i["split"] == s}
+        sub = dict(doc, images=[i for i in doc["images"] if i["id"] in keep],
+                   annotations=[a for a in doc["annotations"] if a["image_id"] in keep])
+        got = open(os.path.join(dataset, f"annotations_{s}.json"), "rb").read()
+        assert got == json.dumps(sub, separators=(",", ":")).encode()
+    assert not [f for _, _, fs in os.walk(dataset) for f in fs if f.startswith(".tmp-")]
+
+
 def test_yolo_boxes_and_data_yaml(dataset):
     doc = coco(dataset)
     data = yaml.safe_load(open(os.path.join(dataset, "yolo", "data.yaml")))

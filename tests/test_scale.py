@@ -109,34 +109,38 @@ def test_full_disk_mid_run_stops_cleanly_and_resumes(reference, tmp_path, monkey
     from simgen.errors import OutputError
     from simgen.runner import run
 
-    real = simgen.io.atomic_write_bytes
+    real = simgen.io.AtomicFile.write
     calls = {"n": 0}
 
     def full_after(limit, when=lambda path: True):
-        def write(path, data):
-            if when(path):
+        def write(self, data):  # every dataset file is written through AtomicFile
+            if when(self.path):
                 calls["n"] += 1
                 if calls["n"] > limit:
                     raise OSError(errno.ENOSPC, "No space left on device")
-            return real(path, data)
+            return real(self, data)
         return write
+
+    def leftovers():
+        return [f for _, _, fs in os.walk(out) for f in fs if f.startswith(".tmp-")]
 
     out = str(tmp_path / "full")
     cfg = compose([*BASE, f"output_dir={out}", "workers=1"])
-    monkeypatch.setattr(simgen.io, "atomic_write_bytes", full_after(12, lambda p: "/.simgen/" not in p))
+    monkeypatch.setattr(simgen.io.AtomicFile, "write", full_after(12, lambda p: "/.simgen/" not in p))
     with pytest.raises(OutputError, match="disk is full.*run the same command again"):
         run(cfg)
     assert 0 < _parts(out) < 10 and not os.path.exists(os.path.join(out, "annotations.json"))
-    leftovers = [f for _, _, fs in os.walk(out) for f in fs if f.startswith(".tmp-")]
-    assert not leftovers
-    # the disk fills up again while writing the dataset's JSON files at the end
-    calls["n"] = 0
-    monkeypatch.setattr(simgen.io, "atomic_write_bytes", full_after(0, lambda p: p.endswith(".json")
-                                                                    and "/.simgen/" not in p))
-    with pytest.raises(OutputError, match="disk is full"):
-        run(cfg)
-    assert _parts(out) == 10 and not os.path.exists(os.path.join(out, "annotations.json"))
-    monkeypatch.setattr(simgen.io, "atomic_write_bytes", real)
+    assert not leftovers()
+    # the disk fills up again while streaming the dataset's JSON files at the end
+    for limit in (0, 5):
+        calls["n"] = 0
+        monkeypatch.setattr(simgen.io.AtomicFile, "write", full_after(limit, lambda p: p.endswith(".json")
+                                                                      and "/.simgen/" not in p))
+        with pytest.raises(OutputError, match="disk is full"):
+            run(cfg)
+        assert _parts(out) == 10 and not os.path.exists(os.path.join(out, "annotations.json"))
+        assert not leftovers()
+    monkeypatch.setattr(simgen.io.AtomicFile, "write", real)
     run(cfg)
     assert_same_dataset(reference, out)
 

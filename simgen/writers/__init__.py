@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from typing import Callable, Dict
 
-# name -> export(dataset_dir, coco_dict, options) -> folder written
+# name -> export(dataset_dir, coco.Coco (one image at a time), options) -> folder written
 EXPORTERS: Dict[str, Callable] = {}
 
 

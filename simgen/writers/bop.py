@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from . import register
-from .common import annotations_by_image, commit_dir, fresh_dir, link_or_copy, read_mask, split_of
+from .common import commit_dir, fresh_dir, link_or_copy, read_mask, split_of
 
 
 def _models(dataset: str, assets, tmp: str) -> dict:
@@ -46,23 +46,24 @@ def _models(dataset: str, assets, tmp: str) -> dict:
 
 
 @register("bop")
-def export(dataset: str, coco: dict, options: dict) -> str:
+def export(dataset: str, coco, options: dict) -> str:
     import cv2
 
     from ..annotate import decode_rle
     from ..errors import SimGenError
 
-    scaled = [a for a in coco["annotations"] if not np.allclose(a.get("scale", [1, 1, 1]), 1.0)]
+    scaled, assets = 0, set()
+    for _, anns in coco:  # a first pass: check scales, collect the models
+        scaled += sum(not np.allclose(a.get("scale", [1, 1, 1]), 1.0) for a in anns)
+        assets.update(a["asset"] for a in anns)
     if scaled:
-        raise SimGenError(f"BOP export: {len(scaled)} objects have a scale other than 1, and BOP models are "
+        raise SimGenError(f"BOP export: {scaled} objects have a scale other than 1, and BOP models are "
                           f"fixed (fix: generate with objects.scale=1, or export yolo/voc instead)")
     out = os.path.join(dataset, "bop")
     tmp = fresh_dir(out)
-    assets = sorted({a["asset"] for a in coco["annotations"]})
-    obj_ids = _models(dataset, assets, tmp)
-    by_image = annotations_by_image(coco)
+    obj_ids = _models(dataset, sorted(assets), tmp)
     scenes = {}
-    for img in coco["images"]:
+    for img, anns in coco:
         split = split_of(img)
         sdir = os.path.join(tmp, split, "000000")
         if split not in scenes:
@@ -80,7 +81,7 @@ def export(dataset: str, coco: dict, options: dict) -> str:
                    "cam_R_w2c": w2c[:3, :3].ravel().tolist(), "cam_t_w2c": (w2c[:3, 3] * 1000).tolist()}
         inst = read_mask(dataset, img)
         gt[im], gt_info[im] = [], []
-        for k, a in enumerate(by_image[img["id"]]):
+        for k, a in enumerate(anns):
             gt[im].append({"cam_R_m2c": np.asarray(a["pose"]["R_m2c"]).ravel().tolist(),
                            "cam_t_m2c": (np.asarray(a["pose"]["t_m2c"]) * 1000).tolist(),
                            "obj_id": obj_ids[a["asset"]]})

@@ -9,12 +9,15 @@ model-to-camera, ``R_m2w``/``t_m2w`` model-to-world).
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, List
+import shutil
+import tempfile
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io import atomic_write_json
+from ..io import AtomicFile
 
 ANNOTATIONS_FILE = "annotations.json"
 
@@ -75,48 +78,133 @@ def rle_to_polygons(rle: dict) -> List[List[float]]:
     return polys
 
 
-def assemble(parts: List[dict], categories: List[str], info: dict, polygons: bool = False) -> dict:
-    """The COCO document from per-image parts, sorted by image index; with ``polygons`` the
-    visible masks are written as polygons instead of RLE."""
-    cat_ids = {c: i + 1 for i, c in enumerate(categories)}
-    images, annotations = [], []
-    for part in sorted(parts, key=lambda p: p["image"]["index"]):
-        img = dict(part["image"])
-        img["id"] = img["index"] + 1
-        images.append(img)
-        for a in part["annotations"]:
-            a = dict(a)
-            a["id"] = len(annotations) + 1
-            a["image_id"] = img["id"]
-            a["category_id"] = cat_ids[a.pop("category")]
-            if polygons:
-                a["segmentation"] = rle_to_polygons(a["segmentation"])
-            annotations.append(a)
-    doc = {
-        "info": info,
-        "licenses": [],
-        "categories": [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()],
-        "images": images,
-        "annotations": annotations,
-    }
-    return doc
+class Coco:
+    """A COCO dataset read one image at a time: ``for image, annotations in ds`` yields each
+    image record (with ``id``) and its annotations (with ``id``, ``image_id``,
+    ``category_id``) in image-index order. Re-iterable; only one image's records are in
+    memory at a time, so writing or exporting a million-image dataset needs no more memory
+    than a small one. ``categories`` and ``info`` are the COCO sections."""
+
+    def __init__(self, info: dict, categories: List[dict], images: Callable[[], Iterator[Tuple[dict, List[dict]]]]):
+        self.info = info
+        self.categories = categories
+        self._images = images
+
+    def __iter__(self) -> Iterator[Tuple[dict, List[dict]]]:
+        return iter(self._images())
+
+    @classmethod
+    def from_parts(cls, paths: Sequence[str], categories: List[str], info: dict,
+                   polygons: bool = False) -> "Coco":
+        """From per-image part files (``image_part`` records), given in image-index order;
+        with ``polygons`` the visible masks become polygons instead of RLE."""
+        cat_ids = {c: i + 1 for i, c in enumerate(categories)}
+
+        def images():
+            next_id = 1
+            for path in paths:
+                with open(path, encoding="utf-8") as f:
+                    part = json.load(f)
+                img = dict(part["image"])
+                img["id"] = img["index"] + 1
+                anns = []
+                for a in part["annotations"]:
+                    a = dict(a)
+                    a["id"] = next_id
+                    next_id += 1
+                    a["image_id"] = img["id"]
+                    a["category_id"] = cat_ids[a.pop("category")]
+                    if polygons:
+                        a["segmentation"] = rle_to_polygons(a["segmentation"])
+                    anns.append(a)
+                yield img, anns
+
+        return cls(info, [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()], images)
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Coco":
+        """From a loaded COCO document (e.g. an existing annotations.json)."""
+        def images():
+            by_image: Dict[int, List[dict]] = {img["id"]: [] for img in doc["images"]}
+            for a in doc["annotations"]:
+                by_image[a["image_id"]].append(a)
+            for img in doc["images"]:
+                yield img, by_image[img["id"]]
+
+        return cls(doc.get("info", {}), doc["categories"], images)
+
+    def to_doc(self) -> dict:
+        """The whole document in memory (small datasets and tests)."""
+        images, annotations = [], []
+        for img, anns in self:
+            images.append(img)
+            annotations.extend(anns)
+        return {"info": self.info, "licenses": [], "categories": self.categories, "images": images,
+                "annotations": annotations}
 
 
-def finalize(output_dir: str, parts: List[dict], categories: List[str], info: dict,
-             polygons: bool = False) -> dict:
-    """Write annotations.json atomically (last), plus annotations_<split>.json when the
-    images fall in more than one split. Returns the document."""
-    doc = assemble(parts, categories, info, polygons)
-    images, annotations = doc["images"], doc["annotations"]
-    splits = sorted({img.get("split", "train") for img in images})
-    for name in ("train", "val", "test"):
-        path = os.path.join(output_dir, f"annotations_{name}.json")
-        if len(splits) > 1 and name in splits:
-            keep = {img["id"] for img in images if img.get("split", "train") == name}
-            sub = dict(doc, images=[i for i in images if i["id"] in keep],
-                       annotations=[a for a in annotations if a["image_id"] in keep])
-            atomic_write_json(path, sub)
-        elif os.path.exists(path):
-            os.unlink(path)
-    atomic_write_json(os.path.join(output_dir, ANNOTATIONS_FILE), doc)  # last: marks completion
-    return doc
+class _JsonDoc:
+    """One COCO file written as a stream: images into the file itself (an AtomicFile),
+    annotations into an anonymous temporary file appended by ``commit``. Byte-identical to
+    ``json.dumps(doc, separators=(",", ":"))`` of the whole document."""
+
+    def __init__(self, path: str, head: str):
+        self._out = AtomicFile(path, "w")
+        try:
+            self._ann = tempfile.TemporaryFile("w+", encoding="utf-8", dir=os.path.dirname(path) or ".")
+            self._out.write(head + ',"images":[')
+        except BaseException:
+            self._out.discard()
+            raise
+        self._sep_img = self._sep_ann = ""
+
+    def add(self, img: dict, anns: List[dict]) -> None:
+        self._out.write(self._sep_img + _dumps(img))
+        self._sep_img = ","
+        for a in anns:
+            self._ann.write(self._sep_ann + _dumps(a))
+            self._sep_ann = ","
+
+    def commit(self) -> None:
+        self._out.write('],"annotations":[')
+        self._ann.seek(0)
+        shutil.copyfileobj(self._ann, self._out)
+        self._out.write("]}")
+        self._out.commit()
+        self._ann.close()
+
+    def discard(self) -> None:
+        self._ann.close()
+        self._out.discard()
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict]], None]] = None) -> None:
+    """Write annotations.json (last: its appearance marks the dataset complete), plus
+    annotations_<split>.json when the images fall in more than one split, in one streaming
+    pass over ``ds``. ``observe(image, annotations)`` is called for every image on the way."""
+    head = _dumps({"info": ds.info, "licenses": [], "categories": ds.categories})[:-1]
+    whole = _JsonDoc(os.path.join(output_dir, ANNOTATIONS_FILE), head)
+    splits: Dict[str, _JsonDoc] = {}
+    try:
+        for img, anns in ds:
+            whole.add(img, anns)
+            name = img.get("split", "train")
+            if name not in splits:
+                splits[name] = _JsonDoc(os.path.join(output_dir, f"annotations_{name}.json"), head)
+            splits[name].add(img, anns)
+            if observe is not None:
+                observe(img, anns)
+        several = len(splits) > 1
+        for name in ("train", "val", "test"):
+            if several and name in splits:
+                splits.pop(name).commit()
+            elif os.path.exists(os.path.join(output_dir, f"annotations_{name}.json")):
+                os.unlink(os.path.join(output_dir, f"annotations_{name}.json"))
+        whole.commit()
+    finally:
+        for doc in (whole, *splits.values()):
+            doc.discard()

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict, List
-
 import numpy as np
 
 SPLITS = ("train", "val", "test")
@@ -41,13 +39,6 @@ def commit_dir(tmp: str, path: str) -> None:
     os.replace(tmp, path)
     if os.path.isdir(old):
         shutil.rmtree(old)
-
-
-def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
-    out: Dict[int, List[dict]] = {img["id"]: [] for img in coco["images"]}
-    for a in coco["annotations"]:
-        out[a["image_id"]].append(a)
-    return out
 
 
 def read_mask(dataset: str, image: dict) -> np.ndarray:

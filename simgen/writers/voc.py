@@ -9,7 +9,7 @@ import os
 import xml.etree.ElementTree as ET
 
 from . import register
-from .common import SPLITS, annotations_by_image, commit_dir, fresh_dir, link_or_copy, split_of
+from .common import SPLITS, commit_dir, fresh_dir, link_or_copy, split_of
 
 
 def _sub(parent, tag, text=None):
@@ -20,15 +20,14 @@ def _sub(parent, tag, text=None):
 
 
 @register("voc")
-def export(dataset: str, coco: dict, options: dict) -> str:
+def export(dataset: str, coco, options: dict) -> str:
     out = os.path.join(dataset, "voc")
     tmp = fresh_dir(out)
     for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(tmp, sub))
-    names = {c["id"]: c["name"] for c in coco["categories"]}
-    by_image = annotations_by_image(coco)
+    names = {c["id"]: c["name"] for c in coco.categories}
     lists = {s: [] for s in SPLITS}
-    for img in coco["images"]:
+    for img, anns in coco:
         stem = os.path.splitext(img["file_name"])[0]
         lists[split_of(img)].append(stem)
         link_or_copy(os.path.join(dataset, "images", img["file_name"]),
@@ -43,7 +42,7 @@ def export(dataset: str, coco: dict, options: dict) -> str:
         _sub(size, "height", img["height"])
         _sub(size, "depth", 3)
         _sub(root, "segmented", 0)
-        for a in by_image[img["id"]]:
+        for a in anns:
             x, y, w, h = a["bbox"]
             obj = _sub(root, "object")
             _sub(obj, "name", names[a["category_id"]])

@@ -11,7 +11,7 @@ from typing import List
 import numpy as np
 
 from . import register
-from .common import SPLITS, annotations_by_image, commit_dir, fresh_dir, link_or_copy, read_mask, split_of
+from .common import SPLITS, commit_dir, fresh_dir, link_or_copy, read_mask, split_of
 
 
 def _contours(mask: np.ndarray) -> List[np.ndarray]:
@@ -36,14 +36,13 @@ def mask_polygon(mask: np.ndarray) -> np.ndarray:
 
 
 @register("yolo")
-def export(dataset: str, coco: dict, options: dict) -> str:
+def export(dataset: str, coco, options: dict) -> str:
     segments = bool(options.get("yolo_segments", False))
     out = os.path.join(dataset, "yolo")
     tmp = fresh_dir(out)
-    cat_index = {c["id"]: k for k, c in enumerate(coco["categories"])}
-    by_image = annotations_by_image(coco)
+    cat_index = {c["id"]: k for k, c in enumerate(coco.categories)}
     used = set()
-    for img in coco["images"]:
+    for img, anns in coco:
         split = split_of(img)
         used.add(split)
         for sub in ("images", "labels"):
@@ -54,7 +53,7 @@ def export(dataset: str, coco: dict, options: dict) -> str:
         W, H = img["width"], img["height"]
         inst = read_mask(dataset, img) if segments else None
         lines = []
-        for a in by_image[img["id"]]:
+        for a in anns:
             if a.get("ignore"):
                 continue
             c = cat_index[a["category_id"]]
@@ -70,12 +69,12 @@ def export(dataset: str, coco: dict, options: dict) -> str:
                 lines.append(f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
         with open(os.path.join(tmp, "labels", split, f"{name}.txt"), "w") as f:
             f.write("\n".join(lines) + ("\n" if lines else ""))
-    names = "\n".join(f"  {k}: {c['name']}" for k, c in enumerate(coco["categories"]))
+    names = "\n".join(f"  {k}: {c['name']}" for k, c in enumerate(coco.categories))
     splits = "".join(f"{s}: images/{s}\n" for s in SPLITS if s in used)
     if "val" not in used:  # Ultralytics needs a val entry: validate on train when there is none
         splits += "val: images/train\n"
     with open(os.path.join(tmp, "data.yaml"), "w") as f:
         f.write("# Ultralytics dataset written by simgen. Paths are relative to this file.\n"
-                f"{splits}nc: {len(coco['categories'])}\nnames:\n{names}\n")
+                f"{splits}nc: {len(coco.categories)}\nnames:\n{names}\n")
     commit_dir(tmp, out)
     return out
