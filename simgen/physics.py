@@ -105,6 +105,13 @@ class PhysicsWorld:
         Returns the scene with settled poses and a SettleReport.
         """
         p, c = self._p, self.client
+        # config values read once: OmegaConf attribute access costs ~20 us, hundreds per scene
+        max_steps, rest_checks = int(cfg.max_steps), int(cfg.rest_checks)
+        lin_thr, ang_thr = float(cfg.linear_velocity_threshold), float(cfg.angular_velocity_threshold)
+        dynamics = dict(rollingFriction=float(cfg.rolling_friction), spinningFriction=float(cfg.rolling_friction),
+                        linearDamping=float(cfg.linear_damping), angularDamping=float(cfg.angular_damping))
+        friction_d, restitution_d = cfg.friction, cfg.restitution
+        sink_tol, pen_tol = float(cfg.sink_tolerance), float(cfg.penetration_tolerance)
         p.resetSimulation(physicsClientId=c)
         p.setGravity(0, 0, -9.81, physicsClientId=c)
         p.setPhysicsEngineParameter(fixedTimeStep=float(cfg.timestep), numSolverIterations=int(cfg.solver_iterations),
@@ -127,18 +134,15 @@ class PhysicsWorld:
         bodies: Dict[int, int] = {}
         for o in scene.objects:
             asset = library.assets[o.asset] if o.asset in library.assets else None
-            friction = sample_float(cfg.friction, rng, "physics.friction")
-            restitution = sample_float(cfg.restitution, rng, "physics.restitution")
+            friction = sample_float(friction_d, rng, "physics.friction")
+            restitution = sample_float(restitution_d, rng, "physics.restitution")
             shape = self._shape(library, o.asset, o.scale)
             mass = float(asset.mass if asset else 0.1) * float(np.prod(o.scale))
             body = p.createMultiBody(mass, shape, basePosition=o.pose[:3, 3].tolist(),
                                      baseOrientation=matrix_to_quat_xyzw(o.pose[:3, :3]).tolist(),
                                      physicsClientId=c)
             fr = asset.friction if asset is not None and asset.friction is not None else friction
-            p.changeDynamics(body, -1, lateralFriction=float(fr), restitution=float(restitution),
-                             rollingFriction=float(cfg.rolling_friction),
-                             spinningFriction=float(cfg.rolling_friction),
-                             linearDamping=float(cfg.linear_damping), angularDamping=float(cfg.angular_damping),
+            p.changeDynamics(body, -1, lateralFriction=float(fr), restitution=float(restitution), **dynamics,
                              physicsClientId=c)
             bodies[o.instance_id] = body
         steps, calm, lin, ang = 0, 0, 0.0, 0.0
@@ -146,19 +150,19 @@ class PhysicsWorld:
         top = max([float(o.pose[2, 3]) for o in scene.objects] + [0.0])
         v_limit = float(np.sqrt(2 * 9.81 * top)) + float(cfg.explode_speed)  # free fall + margin
         converged = not bodies
-        while bodies and steps < cfg.max_steps:
-            for _ in range(min(CHECK_EVERY, cfg.max_steps - steps)):
+        while bodies and steps < max_steps:
+            for _ in range(min(CHECK_EVERY, max_steps - steps)):
                 p.stepSimulation(physicsClientId=c)
-            steps = min(steps + CHECK_EVERY, cfg.max_steps)
+            steps = min(steps + CHECK_EVERY, max_steps)
             vel = [p.getBaseVelocity(b, physicsClientId=c) for b in bodies.values()]
             lin = max(float(np.linalg.norm(v[0])) for v in vel)
             ang = max(float(np.linalg.norm(v[1])) for v in vel)
             if lin > v_limit:  # faster than falling from the highest start: penetration blew up
                 exploded = True
                 break
-            if lin < cfg.linear_velocity_threshold and ang < cfg.angular_velocity_threshold:
+            if lin < lin_thr and ang < ang_thr:
                 calm += 1
-                if calm >= cfg.rest_checks:
+                if calm >= rest_checks:
                     converged = True
                     break
             else:
@@ -171,7 +175,7 @@ class PhysicsWorld:
         for o in scene.objects:  # sank into / fell through the floor: lowest vertex under z = 0
             v = library.visual_mesh(o.asset).vertices * np.asarray(o.scale)
             T = poses[o.instance_id]
-            if scene.floor_enabled and float((v @ T[:3, :3].T + T[:3, 3])[:, 2].min()) < -cfg.sink_tolerance:
+            if scene.floor_enabled and float((v @ T[:3, :3].T + T[:3, 3])[:, 2].min()) < -sink_tol:
                 below.append(o.instance_id)
             xy = T[:2, 3]
             if (xy < lo).any() or (xy > hi).any():
@@ -181,7 +185,7 @@ class PhysicsWorld:
         deep = set()
         for cp in p.getContactPoints(physicsClientId=c):
             a, b, depth = cp[1], cp[2], cp[8]
-            if a in ids and b in ids and depth < -cfg.penetration_tolerance:
+            if a in ids and b in ids and depth < -pen_tol:
                 deep.update((ids[a], ids[b]))
         report = SettleReport(converged=converged and not exploded, steps=steps, max_linear_velocity=lin,
                               max_angular_velocity=ang, below_floor=tuple(below), fell_off=tuple(fell),

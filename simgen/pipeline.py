@@ -59,7 +59,9 @@ class Pipeline:
     """Holds the per-process backends (physics client, GL context), created on first use."""
 
     def __init__(self, cfg, library: Optional[AssetLibrary] = None):
-        self.cfg = cfg
+        from .config import config_view
+
+        self.cfg = cfg = config_view(cfg)  # plain and read-only: fast reads in the hot path
         self.library = library or AssetLibrary.from_config(cfg)
         self.distractors = None
         self.all_assets = self.library  # objects + distractors: what physics and rendering see
