@@ -387,7 +387,10 @@ class PyrenderRenderer:
             smooth = a.primitive not in _FLAT_PRIMITIVES
             key = (1 + zlib.crc32(asset.encode()) % 100000) * 1024 + len(pool)
             if library.has_own_colors(asset):
-                mesh = self._pr.Mesh.from_trimesh(tm, smooth=smooth)
+                # Its own texture or colours, never repainted: every slot is a node of one shared
+                # mesh, so geometry and texture (up to 5.6 MB with mipmaps) exist once. Parked
+                # slots of a visible shared mesh are points (zero area): they draw nothing.
+                mesh = pool[0][0] if pool else self._pr.Mesh.from_trimesh(tm, smooth=smooth)
                 node = self._Node(key=key, mesh=mesh, matrix=np.eye(4))
                 self._scene.add_node(node)
                 pool.append((mesh, node, None))

@@ -57,3 +57,24 @@ def test_ranges():
         check_range("x", [1, 2, 3])
     with pytest.raises(ConfigError):
         check_range("x", True)
+
+
+def test_config_view_is_a_plain_read_only_copy():
+    """The pipeline reads a ConfigView (dict speed); it must hold exactly the resolved config."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from simgen.config import config_view
+
+    cfg = compose(["scene=bin", "edge_cases=mixed", "objects.count=[2,5]"])
+    view = config_view(cfg)
+    assert json.loads(json.dumps(view)) == OmegaConf.to_container(cfg, resolve=True)
+    assert view.camera.width == cfg.camera.width and view["objects"]["count"] == (2, 5)
+    assert config_view(view) is view
+    with pytest.raises(AttributeError, match="read-only"):
+        view.camera.width = 10
+    with pytest.raises(TypeError, match="read-only"):
+        view.objects["count"] = 3
+    with pytest.raises(AttributeError):
+        view.camera.no_such_key

@@ -98,6 +98,26 @@ def test_background_never_touches_labels(pipelines):
     assert (a.instance[a.instance > 0] > 0).all()
 
 
+def test_textured_slots_share_one_mesh_and_parked_slots_draw_nothing(renderer, library):
+    """Own-coloured assets (textured duck and jenga) share one mesh across instance slots;
+    slots parked while their mesh is visible must leave no trace in RGB, depth or ids."""
+    renderer.shadows = True  # parked slots must cast no shadow either (the fixture resets it)
+    cam = camera([0.0, -0.5, 0.45], [0.0, 0.0, 0.02])
+    one = scene([("duck", [0.05, 0.0, 0.03], None, 1.0), ("jenga", [-0.08, 0.02, 0.03], None, 1.0)], cam)
+    first = renderer.render(one, library)
+    many = scene([("duck", [0.05, 0.0, 0.03], None, 1.0), ("duck", [-0.1, 0.1, 0.03], None, 1.0),
+                  ("duck", [0.12, 0.12, 0.03], None, 1.0), ("jenga", [-0.08, 0.02, 0.03], None, 1.0),
+                  ("jenga", [0.0, -0.12, 0.03], None, 1.0)], cam)
+    frame = renderer.render(many, library)
+    assert {a.instance_id for a in annotate(many, frame)} == {1, 2, 3, 4, 5}
+    for asset in ("duck", "jenga"):
+        pool = renderer._pool[library.assets[asset]]
+        assert len(pool) >= {"duck": 3, "jenga": 2}[asset] and len({id(m) for m, _, _ in pool}) == 1
+    again = renderer.render(one, library)  # the extra slots are parked now, their mesh visible
+    assert np.array_equal(again.rgb, first.rgb) and np.array_equal(again.instance, first.instance)
+    assert np.array_equal(again.depth, first.depth)
+
+
 def test_distractors_occlude_but_are_not_labeled(renderer, library):
     from simgen.spec import ObjectSpec
 
