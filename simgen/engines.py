@@ -119,9 +119,27 @@ _WORKER: Optional[Pipeline] = None
 _WORKER_OUT = ("", "")
 
 
+def _exit_with_parent(every: float = 1.0) -> None:
+    """End this worker when the process that started it is gone (killed with SIGKILL): the
+    pool's queues would otherwise keep it waiting forever, holding its memory and GL context."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="simgen-parent-watch", daemon=True).start()
+
+
 def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str) -> None:
     global _WORKER, _WORKER_OUT
     from omegaconf import OmegaConf
+
+    _exit_with_parent()
 
     _WORKER = Pipeline(OmegaConf.create(cfg_yaml))
     _WORKER_OUT = (output_dir, parts_dir)

@@ -165,9 +165,13 @@ def test_resume_after_kill_is_byte_identical(reference, tmp_path):
         if os.path.isdir(parts) and len(os.listdir(parts)) >= 2:
             break
         time.sleep(0.02)
+    psutil = pytest.importorskip("psutil")
+    workers = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(out, "annotations.json")), "run finished before the kill"
+    _, alive = psutil.wait_procs(workers, timeout=15)  # orphaned workers notice and end
+    assert not alive, [p.cmdline() for p in alive]
     r = run_cli(*BASE, f"output_dir={out}")
     assert r.returncode == 0, r.stderr
     assert "kept from an earlier run" in r.stdout
