@@ -133,15 +133,6 @@ class Coco:
 
         return cls(doc.get("info", {}), doc["categories"], images)
 
-    def to_doc(self) -> dict:
-        """The whole document in memory (small datasets and tests)."""
-        images, annotations = [], []
-        for img, anns in self:
-            images.append(img)
-            annotations.extend(anns)
-        return {"info": self.info, "licenses": [], "categories": self.categories, "images": images,
-                "annotations": annotations}
-
 
 class _JsonDoc:
     """One COCO file written as a stream: images into the file itself (an AtomicFile),
