@@ -159,7 +159,7 @@ def test_export_after_the_fact_matches_the_run(dataset, tmp_path):
     assert r.returncode != 0 and "annotations.json is missing" in r.stderr
 
 
-def test_bop_export_reprojects_models_onto_masks(tmp_path):
+def test_bop_export_reprojects_models_onto_masks(tmp_path, monkeypatch):
     """BOP ground truth read back: each model, posed with cam_R_m2c / cam_t_m2c and
     projected with cam_K, covers its full mask (the object alone) almost exactly."""
     import cv2
@@ -190,6 +190,20 @@ def test_bop_export_reprojects_models_onto_masks(tmp_path):
             assert abs(uv[:, 1].min() - ys.min()) < 1.5 and abs(uv[:, 1].max() - ys.max()) < 1.5
             checked += 1
     assert checked >= 3
+    # Scenes are split into folders of SCENE_SIZE indices (one folder's ground truth in memory):
+    # with 2 per folder, the same ground truth spread over 000000/ and 000001/.
+    from simgen.writers import bop
+    from simgen.writers.coco import Coco
+
+    whole = {f: json.load(open(os.path.join(scene_dir, f))) for f in ("scene_gt.json", "scene_camera.json")}
+    monkeypatch.setattr(bop, "SCENE_SIZE", 2)
+    bop.export(out, Coco.from_doc(json.load(open(os.path.join(out, "annotations.json")))), {})
+    split = os.path.join(out, "bop", "train")
+    assert sorted(os.listdir(split)) == ["000000", "000001"]
+    for f, data in whole.items():
+        parts = [json.load(open(os.path.join(split, s, f))) for s in ("000000", "000001")]
+        assert sorted(parts[0]) == ["0", "1"] and sorted(parts[1]) == ["2"] and {**parts[0], **parts[1]} == data
+    assert os.path.isfile(os.path.join(split, "000001", "rgb", "000002.png"))
     r = run_cli("export", os.path.join(str(tmp_path), "nope"), "--to", "bop")
     assert r.returncode != 0
 

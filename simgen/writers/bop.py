@@ -1,5 +1,6 @@
 """BOP-style 6D pose export: ``bop/models/obj_XXXXXX.ply`` (millimetres) with
-``models_info.json``, and per split ``bop/<split>/000000/`` with ``rgb/``, ``depth/``
+``models_info.json``, and per split scene folders ``bop/<split>/000000/``, ``000001/`` ...
+(images with index // SCENE_SIZE = 0, 1, ..., as BOP's PBR training data) with ``rgb/``, ``depth/``
 (millimetres, depth_scale 1.0), ``mask/`` (the object alone, within the frame),
 ``mask_visib/``, ``scene_camera.json``, ``scene_gt.json`` and ``scene_gt_info.json``.
 One object id per asset. BOP models are rigid and fixed, so every object must have scale 1
@@ -13,6 +14,8 @@ import numpy as np
 
 from . import register
 from .common import commit_dir, fresh_dir, link_or_copy, read_mask, split_of
+
+SCENE_SIZE = 1000  # image indices per scene folder: a scene's ground truth is held in memory
 
 
 def _models(dataset: str, assets, tmp: str) -> dict:
@@ -62,15 +65,23 @@ def export(dataset: str, coco, options: dict) -> str:
     out = os.path.join(dataset, "bop")
     tmp = fresh_dir(out)
     obj_ids = _models(dataset, sorted(assets), tmp)
-    scenes = {}
+    open_scenes = {}  # split -> (scene folder, cameras, gt, gt_info) of the folder being filled
+
+    def close(sdir, cam, gt, gt_info):
+        for fname, data in (("scene_camera.json", cam), ("scene_gt.json", gt), ("scene_gt_info.json", gt_info)):
+            with open(os.path.join(sdir, fname), "w") as f:
+                json.dump(data, f)
+
     for img, anns in coco:
         split = split_of(img)
-        sdir = os.path.join(tmp, split, "000000")
-        if split not in scenes:
+        sdir = os.path.join(tmp, split, f"{img['index'] // SCENE_SIZE:06d}")
+        if split not in open_scenes or open_scenes[split][0] != sdir:
+            if split in open_scenes:  # images come in index order: that scene is complete
+                close(*open_scenes[split])
             for sub in ("rgb", "depth", "mask", "mask_visib"):
                 os.makedirs(os.path.join(sdir, sub))
-            scenes[split] = ({}, {}, {})
-        cam, gt, gt_info = scenes[split]
+            open_scenes[split] = (sdir, {}, {}, {})
+        _, cam, gt, gt_info = open_scenes[split]
         im = str(img["index"])
         link_or_copy(os.path.join(dataset, "images", img["file_name"]), os.path.join(sdir, "rgb", f"{int(im):06d}.png"))
         if img.get("depth_file"):
@@ -93,10 +104,7 @@ def export(dataset: str, coco, options: dict) -> str:
             name = f"{int(im):06d}_{k:06d}.png"
             cv2.imwrite(os.path.join(sdir, "mask", name), full.astype(np.uint8) * 255)
             cv2.imwrite(os.path.join(sdir, "mask_visib", name), (inst == a["instance_id"]).astype(np.uint8) * 255)
-    for split, (cam, gt, gt_info) in scenes.items():
-        sdir = os.path.join(tmp, split, "000000")
-        for fname, data in (("scene_camera.json", cam), ("scene_gt.json", gt), ("scene_gt_info.json", gt_info)):
-            with open(os.path.join(sdir, fname), "w") as f:
-                json.dump(data, f)
+    for scene in open_scenes.values():
+        close(*scene)
     commit_dir(tmp, out)
     return out

@@ -128,7 +128,7 @@ class Coco:
             by_image: Dict[int, List[dict]] = {img["id"]: [] for img in doc["images"]}
             for a in doc["annotations"]:
                 by_image[a["image_id"]].append(a)
-            for img in doc["images"]:
+            for img in sorted(doc["images"], key=lambda i: i.get("index", i["id"])):  # index order
                 yield img, by_image[img["id"]]
 
         return cls(doc.get("info", {}), doc["categories"], images)
