@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError, SimGenError
-from .pipeline import Pipeline, commit_image, image_name
+from .pipeline import Pipeline, commit_image, part_path
 
 log = logging.getLogger("simgen")
 
@@ -94,7 +94,7 @@ def make_and_commit(pipe: Pipeline, index: int, output_dir: str, parts_dir: str)
 
 
 def _is_done(parts_dir: str, index: int) -> bool:
-    return os.path.isfile(os.path.join(parts_dir, f"{image_name(index)}.json"))
+    return os.path.isfile(part_path(parts_dir, index))
 
 
 def done_indices(parts_dir: str, indices) -> List[int]:
@@ -325,7 +325,7 @@ def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDo
         for i, files, part, timings in images:
             if not shared:
                 t0 = time.perf_counter()
-                commit_image(output_dir, parts_dir, image_name(i), files, part)
+                commit_image(output_dir, parts_dir, i, files, part)
                 timings["write"] += time.perf_counter() - t0
             on_done(i, timings, gl)
     if failed:

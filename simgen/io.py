@@ -43,6 +43,13 @@ class AtomicFile:
             self.discard()
 
 
+def os_error_reason(exc: OSError) -> str:
+    """A failed write in words: "the disk is full" (ENOSPC, EDQUOT), else the OS's own text."""
+    import errno
+
+    return "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     with AtomicFile(path) as f:
         f.write(data)

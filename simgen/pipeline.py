@@ -41,6 +41,11 @@ def image_name(index: int) -> str:
     return f"{index:06d}"
 
 
+def part_path(parts_dir: str, index: int) -> str:
+    """Image ``index``'s part record: written last, its existence marks the image complete."""
+    return os.path.join(parts_dir, f"{image_name(index)}.json")
+
+
 @dataclass(frozen=True)
 class Sample:
     index: int
@@ -175,26 +180,23 @@ class Pipeline:
         """Encode and commit one image into output_dir; returns its part record."""
         t0 = time.perf_counter()
         files, part = self.encode(sample)
-        commit_image(output_dir, parts_dir, sample.name, files, part)
+        commit_image(output_dir, parts_dir, sample.index, files, part)
         sample.timings["write"] = time.perf_counter() - t0
         return part
 
 
-def commit_image(output_dir: str, parts_dir: str, name: str, files: Dict[str, bytes], part: dict) -> None:
+def commit_image(output_dir: str, parts_dir: str, index: int, files: Dict[str, bytes], part: dict) -> None:
     """Write an image's files atomically, then its part file last: the part's existence marks
     the image complete, so a run killed at any moment leaves only whole images behind.
     Filesystem failures (full disk, permissions) become one OutputError naming the fix."""
-    import errno
-
     from .errors import OutputError
-    from .io import atomic_write_bytes, atomic_write_json
+    from .io import atomic_write_bytes, atomic_write_json, os_error_reason
 
     try:
         for rel, data in files.items():
             atomic_write_bytes(os.path.join(output_dir, rel), data)
-        atomic_write_json(os.path.join(parts_dir, f"{name}.json"), part)
+        atomic_write_json(part_path(parts_dir, index), part)
     except OSError as exc:
-        why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-        raise OutputError(f"cannot write image {name} into '{output_dir}': {why}; finished images are "
-                          f"kept (fix: free space or fix permissions, then run the same command again "
-                          f"to resume)") from None
+        raise OutputError(f"cannot write image {image_name(index)} into '{output_dir}': {os_error_reason(exc)}; "
+                          f"finished images are kept (fix: free space or fix permissions, then run the same "
+                          f"command again to resume)") from None

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional
 
 from .config import output_fingerprint, to_yaml
 from .errors import OutputError, SimGenError
-from .io import atomic_write_bytes, atomic_write_json
-from .pipeline import STAGES, Pipeline, image_name
+from .io import atomic_write_bytes, atomic_write_json, os_error_reason
+from .pipeline import STAGES, Pipeline, part_path
 
 WORK_DIR = ".simgen"
 RUN_FILE = "run.json"
@@ -207,7 +207,6 @@ def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
     """Build the dataset from the per-image parts in ``out``: every other format, then COCO's
     annotations.json last (its appearance marks the dataset complete), and run_summary.json.
     Runs under a file lock, so shards finishing together on a shared folder merge once."""
-    import errno
     import fcntl
 
     record, cfg = _load_run(out)
@@ -226,8 +225,7 @@ def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
         try:
             return _finalize_locked(out, cfg, categories, n, parts_dir, extra)
         except OSError as exc:
-            why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-            raise OutputError(f"cannot write the dataset files in '{out}': {why}; every image is kept "
+            raise OutputError(f"cannot write the dataset files in '{out}': {os_error_reason(exc)}; every image is kept "
                               f"(fix: free space or fix permissions, then run the same command again)") from None
 
 
@@ -241,7 +239,7 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
                            "z forward); cam_pose is camera-to-world; bbox [x,y,w,h] of the visible "
                            "mask with w = x_max - x_min + 1; depth PNG in millimetres"}
     # Streamed from the part files one image at a time: memory does not grow with the dataset.
-    paths = [os.path.join(parts_dir, f"{image_name(i)}.json") for i in range(n)]
+    paths = [part_path(parts_dir, i) for i in range(n)]
     for fmt in cfg.formats:
         if fmt != "coco":
             EXPORTERS[fmt](out, coco.Coco.from_parts(paths, categories, info),
@@ -319,12 +317,12 @@ def _merge_into(target: str, records, source: Dict[int, str]) -> None:
         for i, d in sorted(source.items()):
             if d == target:
                 continue
-            part_file = os.path.join(d, WORK_DIR, "parts", f"{image_name(i)}.json")
+            part_file = part_path(os.path.join(d, WORK_DIR, "parts"), i)
             img = json.load(open(part_file, encoding="utf-8"))["image"]
             for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file")):
                 if rel:
                     link(os.path.join(d, rel), os.path.join(target, rel))
-            link(part_file, os.path.join(parts_dir, f"{image_name(i)}.json"))  # last: the image is whole
+            link(part_file, part_path(parts_dir, i))  # last: the image is whole
     except OSError as exc:
         raise OutputError(f"cannot merge into '{target}': {exc.strerror or exc}; fix: free space or "
                           f"choose a writable --out, then merge again") from None
