@@ -88,6 +88,12 @@ def test_convex_meshes_reach_physics_as_cached_hull_files(folder, monkeypatch):
     monkeypatch.setenv("SIMGEN_CACHE_DIR", "/proc/simgen-cache")
     path = hull_file(vis.vertices)
     assert os.path.isfile(path) and not path.startswith("/proc")
+    # neither writable: one AssetError naming the fix
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: "/proc/simgen-tmp")
+    with pytest.raises(AssetError, match="cannot write the mesh cache.*SIMGEN_CACHE_DIR"):
+        hull_file(vis.vertices * 1.5)
 
 
 def test_folder_assets_settle_and_render(folder, renderer):
