@@ -18,10 +18,12 @@ def mask_to_bbox(mask: np.ndarray) -> Tuple[int, int, int, int]:
 
 
 def encode_rle(mask: np.ndarray) -> dict:
-    """(H,W) bool mask -> COCO RLE {'size': [H, W], 'counts': str} (JSON-ready)."""
+    """(H,W) bool mask -> COCO RLE {'size': [H, W], 'counts': str} (JSON-ready).
+    A Fortran-ordered bool mask is encoded in place (no copies)."""
     from pycocotools import mask as mask_util
 
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    rle = mask_util.encode(np.asfortranarray(m))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
@@ -31,6 +33,25 @@ def decode_rle(rle: dict) -> np.ndarray:
     r = {"size": rle["size"], "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str)
          else rle["counts"]}
     return mask_util.decode(r).astype(bool)
+
+
+def _visible_mask(inst: np.ndarray, iid: int, area: int, amodal) -> np.ndarray:
+    """(H,W) bool mask of ``inst == iid``, Fortran-ordered (see encode_rle). The visible part
+    lies inside the unoccluded silhouette, so only its box (``amodal`` = (crop, x0, y0)) is
+    compared; the whole frame when there is none or the box misses pixels (``area`` is the
+    id's pixel count)."""
+    h, w = inst.shape
+    mask = np.zeros((w, h), dtype=bool).T
+    if amodal is not None:
+        crop, x0, y0 = amodal
+        c0, r0 = max(int(x0), 0), max(int(y0), 0)
+        c1, r1 = min(int(x0) + crop.shape[1], w), min(int(y0) + crop.shape[0], h)
+        if c0 < c1 and r0 < r1:
+            np.equal(inst[r0:r1, c0:c1], iid, out=mask[r0:r1, c0:c1])
+            if np.count_nonzero(mask[r0:r1, c0:c1]) == area:
+                return mask
+    np.equal(inst, iid, out=mask)
+    return mask
 
 
 def difficulty(height: int, visibility: float, truncation: float, levels) -> str:
@@ -67,13 +88,13 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
         area = int(counts[o.instance_id])
         if area < cfg.min_visible_pixels:
             continue
-        mask = inst == o.instance_id
         alone = frame.unoccluded.get(o.instance_id)
+        mask = _visible_mask(inst, o.instance_id, area, frame.amodal.get(o.instance_id))
         if alone is None:
             alone = mask
-        full = max(int(alone.sum()), area)  # the visible part is always inside the unoccluded mask
+        full = max(int(np.count_nonzero(alone)), area)  # the visible part is always inside the unoccluded mask
         crop, x0, y0 = frame.amodal.get(o.instance_id, (alone, 0, 0))
-        total = max(int(crop.sum()), full)
+        total = max(int(np.count_nonzero(crop)), full)
         bbox = mask_to_bbox(mask)
         amodal_bbox = (int(x0), int(y0), int(crop.shape[1]), int(crop.shape[0])) if crop.size else bbox
         vis = area / full

@@ -5,6 +5,7 @@ on what this process simulated before (determinism across worker counts).
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -155,8 +156,8 @@ class PhysicsWorld:
                 p.stepSimulation(physicsClientId=c)
             steps = min(steps + CHECK_EVERY, max_steps)
             vel = [p.getBaseVelocity(b, physicsClientId=c) for b in bodies.values()]
-            lin = max(float(np.linalg.norm(v[0])) for v in vel)
-            ang = max(float(np.linalg.norm(v[1])) for v in vel)
+            lin = max(math.hypot(*v[0]) for v in vel)  # (math, not numpy: 10x less overhead
+            ang = max(math.hypot(*v[1]) for v in vel)  # on 3-vectors, ~740 per scene)
             if lin > v_limit:  # faster than falling from the highest start: penetration blew up
                 exploded = True
                 break

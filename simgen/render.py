@@ -101,14 +101,35 @@ def _keyed_node_class(pyrender):
     return KeyedNode
 
 
-def _tight(mask: np.ndarray, dx: int, dy: int):
-    """(tight crop of a bool mask, x0, y0) with the crop's origin shifted by (dx, dy)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if not len(rows):
-        return np.zeros((0, 0), bool), 0, 0
-    cols = np.flatnonzero(mask.any(axis=0))
-    crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    return np.ascontiguousarray(crop), int(cols[0]) + dx, int(rows[0]) + dy
+def _split_bits(bits: np.ndarray, ids: List[int], frame: Tuple[int, int, int, int]):
+    """Per-object masks out of an OR pass: bit k of the (H,W) uint32 ``bits`` is ids[k]'s
+    coverage.
+
+    ``frame`` = (left, top, width, height): where the image lies on the canvas. Returns
+    id -> (in-frame (height, width) bool mask, (tight crop on the canvas, x0, y0) in image
+    pixel coordinates). Work per object is its box, not the canvas: the rows and columns
+    are OR-reduced once, which gives every object's box at once. The in-frame masks are
+    Fortran-ordered, the layout pycocotools encodes without a copy.
+    """
+    l, t, w, h = frame
+    rows_or = np.bitwise_or.reduce(bits, axis=1)
+    cols_or = np.bitwise_or.reduce(bits, axis=0)
+    out = {}
+    for k, i in enumerate(ids):
+        bit = np.uint32(1 << k)
+        rows, cols = np.flatnonzero(rows_or & bit), np.flatnonzero(cols_or & bit)
+        inside = np.zeros((w, h), dtype=bool).T  # Fortran-ordered (h, w)
+        if not len(rows):
+            out[i] = (inside, (np.zeros((0, 0), bool), 0, 0))
+            continue
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        crop = (bits[r0:r1, c0:c1] & bit) != 0
+        # the crop's part inside the frame, in canvas coordinates
+        y0, y1, x0, x1 = max(r0, t), min(r1, t + h), max(c0, l), min(c1, l + w)
+        if y0 < y1 and x0 < x1:
+            inside[y0 - t:y1 - t, x0 - l:x1 - l] = crop[y0 - r0:y1 - r0, x0 - c0:x1 - c0]
+        out[i] = (inside, (crop, c0 - l, r0 - t))
+    return out
 
 
 @lru_cache(maxsize=None)
@@ -260,15 +281,24 @@ class PyrenderRenderer:
             self._lights = {"directional": [], "point": [], "spot": []}
 
     def _install_or_mode_hook(self) -> None:
-        """Two hooks into pyrender's (pinned) renderer: a SEG pass that ORs colours with depth
-        testing off (see _unoccluded), and shadow maps drawn without the floor."""
+        """Hooks into pyrender's (pinned) renderer: SEG passes drawn single-sample, a SEG pass
+        that ORs colours with depth testing off (see _unoccluded), and shadow maps drawn
+        without the floor and fitted to the objects."""
         from OpenGL import GL
 
         inner = self._r._renderer
         configure = inner._configure_forward_pass_viewport
+        seg_flag = self._pr.RenderFlags.SEG
 
         def configure_forward_pass(flags):
             configure(flags)
+            if flags & seg_flag:
+                # pyrender draws every pass into its 4x multisample framebuffer and resolves it
+                # into a single-sample one. A SEG pass has multisampling off, so its 4 samples
+                # are copies of the pixel centre's: drawing it straight into the single-sample
+                # framebuffer gives the same ids and depth with a quarter of the memory
+                # traffic and no resolve (instance+depth pass 19 -> 12 ms on llvmpipe).
+                GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, inner._main_fb)
             if self._or_mode:
                 GL.glDepthFunc(GL.GL_ALWAYS)
                 GL.glEnable(GL.GL_COLOR_LOGIC_OP)
@@ -277,6 +307,15 @@ class PyrenderRenderer:
                 GL.glDisable(GL.GL_COLOR_LOGIC_OP)
 
         inner._configure_forward_pass_viewport = configure_forward_pass
+
+        read_main = inner._read_main_framebuffer
+
+        def read_main_framebuffer(scene, flags):
+            if not flags & seg_flag:
+                return read_main(scene, flags)
+            return self._read_seg(inner._main_fb, *inner._main_fb_dims, scene.main_camera_node.camera)
+
+        inner._read_main_framebuffer = read_main_framebuffer
 
         shadow_pass = inner._shadow_mapping_pass
 
@@ -528,6 +567,34 @@ class PyrenderRenderer:
 
     # -- passes -----------------------------------------------------------------------
 
+    def _read_seg(self, framebuffer: int, width: int, height: int, camera):
+        """What a SEG pass drawn into the single-sample framebuffer gives, rows flipped to
+        image order: (colours (H,W,3) uint8, metric depth (H,W) float32), or in OR mode
+        (the colours' 24 bits as (H,W) uint32, None). Depth is linearised in float64:
+        pyrender's float32 formula loses ~0.1 mm at 1 m."""
+        from OpenGL import GL
+
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, framebuffer)
+        depth = None
+        if not self._or_mode:  # the OR pass only needs its colour bits
+            buf = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
+            d = np.frombuffer(buf, dtype=np.float32).reshape(height, width)[::-1].astype(np.float64)
+            far = d == 1.0  # cleared: nothing drawn there
+            d[far] = 0.0  # (any finite value: replaced by 0 below)
+            ndc, zn = 2.0 * d - 1.0, float(camera.znear)
+            if camera.zfar is None:  # infinite projection
+                depth = (2.0 * zn / (1.0 - ndc)).astype(np.float32)
+            else:
+                zf = float(camera.zfar)
+                depth = (2.0 * zn * zf / (zf + zn - ndc * (zf - zn))).astype(np.float32)
+            depth[far] = 0.0
+        if self._or_mode:  # RGBA as little-endian uint32: red is bits 0-7 (see encode_id)
+            buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+            return np.frombuffer(buf, dtype="<u4").reshape(height, width)[::-1] & np.uint32(0xFFFFFF), None
+        buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
+        colour = np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)[::-1]
+        return colour, depth
+
     def _seg(self, seg_map) -> Tuple[np.ndarray, np.ndarray]:
         color, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
         return decode_ids(color), depth
@@ -556,12 +623,12 @@ class PyrenderRenderer:
                 chunk = ids[start:start + 24]
                 self._or_mode = True
                 try:
-                    bits, _ = self._seg({nodes[i]: encode_id(1 << k) for k, i in enumerate(chunk)})
+                    bits, _ = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG,
+                                             seg_node_map={nodes[i]: encode_id(1 << k)
+                                                           for k, i in enumerate(chunk)})
                 finally:
                     self._or_mode = False
-                for k, i in enumerate(chunk):
-                    full = (bits & (1 << k)) != 0
-                    out[i] = (np.ascontiguousarray(full[t:t + H, l:l + W]), _tight(full, -l, -t))
+                out.update(_split_bits(bits, chunk, (l, t, W, H)))
         finally:
             if any(margins):
                 self._r.viewport_width, self._r.viewport_height = W, H

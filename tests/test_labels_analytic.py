@@ -143,6 +143,62 @@ def test_one_pass_unoccluded_masks_equal_solo_renders(renderer, library):
     assert sum(m.sum() for m in frame.unoccluded.values()) > sum((frame.instance > 0).ravel())  # overlaps exist
 
 
+def test_single_sample_seg_pass_equals_pyrenders_resolved_pass(renderer, library, monkeypatch):
+    """simgen draws SEG passes straight into the single-sample framebuffer; pyrender's own
+    path draws them multisampled and resolves. Same ids everywhere, same depth up to
+    pyrender's float32 linearisation (~1e-4 m at these distances)."""
+    rng = np.random.default_rng(5)
+    objs = [(a, [rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08), 0.04], None, 1.0)
+            for a in ["cube", "duck", "sphere", "mug", "teddy"]]
+    sc = scene(objs, camera([0.35, -0.3, 0.45], [0.0, 0.0, 0.03]))
+    ours = renderer.render(sc, library, unoccluded=False)
+    inner = renderer._r._renderer
+    for name in ("_configure_forward_pass_viewport", "_read_main_framebuffer"):  # pyrender's originals
+        monkeypatch.setattr(inner, name, getattr(type(inner), name).__get__(inner))
+    theirs = renderer.render(sc, library, unoccluded=False)
+    assert (ours.instance == theirs.instance).all() and len(np.unique(ours.instance)) == 6
+    assert ((ours.depth > 0) == (theirs.depth > 0)).all()
+    assert np.abs(ours.depth - theirs.depth).max() < 2e-4
+
+
+def test_split_bits_boxes_and_in_frame_masks():
+    """The OR pass's bit planes -> per-object in-frame masks and canvas crops, against the
+    whole-canvas computation, for objects inside, straddling and outside the frame."""
+    from simgen.render import _split_bits
+
+    H, W, (l, t, w, h) = 60, 80, (10, 5, 50, 40)  # the frame's place on the canvas
+    bits = np.zeros((H, W), np.uint32)
+    rects = {0: (12, 8, 20, 20), 1: (0, 0, 15, 12), 2: (65, 50, 80, 60), 3: (30, 20, 70, 58), 5: (40, 30, 41, 31)}
+    for k, (x0, y0, x1, y1) in rects.items():
+        bits[y0:y1, x0:x1] |= np.uint32(1 << k)
+    bits[33, 45] |= np.uint32(1 << 3)  # a lone pixel: crops follow the true extent
+    out = _split_bits(bits, [10, 11, 12, 13, 14, 15], (l, t, w, h))
+    for k, i in enumerate([10, 11, 12, 13, 14, 15]):
+        full = (bits & np.uint32(1 << k)) != 0
+        inside, (crop, x0, y0) = out[i]
+        assert inside.shape == (h, w) and inside.flags.f_contiguous
+        assert (inside == full[t:t + h, l:l + w]).all(), i
+        if not full.any():
+            assert crop.size == 0
+            continue
+        rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+        assert (x0, y0) == (cols[0] - l, rows[0] - t)
+        assert (crop == full[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]).all()
+
+
+def test_visible_mask_searches_the_whole_frame_when_the_box_misses_pixels():
+    from simgen.annotate import _visible_mask
+
+    inst = np.zeros((30, 40), np.int32)
+    inst[5:10, 5:10] = 3
+    inst[20, 30] = 3  # outside the box given below
+    right = _visible_mask(inst, 3, 26, (np.ones((20, 30), bool), 0, 0))
+    assert right.flags.f_contiguous and (right == (inst == 3)).all()
+    short = _visible_mask(inst, 3, 26, (np.ones((10, 10), bool), 2, 2))
+    assert (short == (inst == 3)).all()
+    assert (_visible_mask(inst, 3, 26, None) == (inst == 3)).all()
+
+
 def _pixel_to_world(cam, u, v, z_world):
     """Point where the ray through pixel (u, v) meets the plane z = z_world."""
     o, d, _ = _rays(cam, np.array([[u, v]], float))
