@@ -57,6 +57,9 @@ class ObjectsConfig:
     scale: Any = dist([0.8, 1.25])  # times the asset's nominal size
     spawn_radius: float = 0.25  # metres: drop positions lie in this disk around the origin
     drop_height: Any = dist([0.02, 0.15])  # metres above the floor
+    spread_tries: int = 10  # drop positions tried per object; the lowest free start wins (objects
+    # overlapping an earlier one start above it). 1: the first, so more towers, longer falls and
+    # ~25% more physics steps on tabletop for about the same occlusion statistics
     random_color: bool = True  # untextured assets get a random base colour (see materials)
     placement: str = "drop"  # drop (physics) | float (in front of the camera) | shelf | fixed
     float_distance: Any = dist([0.5, 1.4])  # float: metres from the camera
@@ -556,6 +559,7 @@ def validate(cfg) -> None:
     check_range("objects.scale", ob.scale, low=1e-4)
     check_range("objects.drop_height", ob.drop_height, low=0.0)
     need(ob.spawn_radius >= 0, "objects.spawn_radius must be >= 0")
+    need(ob.spread_tries >= 1, f"objects.spread_tries must be >= 1, got {ob.spread_tries} (fix: objects.spread_tries=10)")
     need(len(ob.asset_sets) > 0, "objects.asset_sets is empty (fix: objects.asset_sets=[primitives])")
     placements = ("drop", "float", "shelf", "fixed")
     need(ob.placement in placements, f"objects.placement must be one of {', '.join(placements)}, got "

@@ -150,13 +150,13 @@ def _composite(rgba: np.ndarray, scene: SceneSpec) -> np.ndarray:
     from .textures import background_image
 
     h, w = rgba.shape[:2]
+    if rgba[..., 3].min() == 255:  # drawn everywhere (a floor filling the frame)
+        return np.ascontiguousarray(rgba[..., :3])
     if scene.background is not None:
         bg = background_image(scene.background, w, h).astype(np.float32)
     else:
         bg = np.broadcast_to(np.asarray(scene.background_color, np.float32) * 255.0, (h, w, 3))
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    if alpha.min() == 1.0:
-        return np.ascontiguousarray(rgba[..., :3])
     out = rgba[..., :3].astype(np.float32) + (1.0 - alpha) * bg
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 

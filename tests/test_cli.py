@@ -100,7 +100,8 @@ def test_filtered_objects_are_ignored_by_cocoeval(tmp_path):
     from pycocotools.cocoeval import COCOeval
 
     out = str(tmp_path / "f")
-    r = run_cli(*BASE, f"output_dir={out}", "annotate.min_visibility=0.7", "scene=bin", "num_images=3")
+    crowded = [a for a in BASE if not a.startswith("objects.count")] + ["objects.count=[12,16]"]  # occluded ones
+    r = run_cli(*crowded, f"output_dir={out}", "annotate.min_visibility=0.7", "scene=bin", "num_images=3")
     assert r.returncode == 0, r.stderr
     gt = COCO(os.path.join(out, "annotations.json"))
     anns = list(gt.anns.values())

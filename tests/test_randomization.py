@@ -39,6 +39,7 @@ def parts(sc):
     ("background.kind=noise", {"background"}),
     ("floor.value=[0.9,1.0]", {"background"}),
     ("objects.drop_height=[0.5,0.6]", {"poses"}),
+    ("objects.spread_tries=1", {"poses"}),
     ("objects.scale=[1.5,2.0]", {"objects", "poses"}),  # bigger objects start higher
 ])
 def test_one_randomizer_changes_only_its_factor(override, changes):
@@ -49,6 +50,25 @@ def test_one_randomizer_changes_only_its_factor(override, changes):
         assert differ <= changes, (override, differ)
         seen |= differ
     assert seen, override  # and it does change what it should
+
+
+def test_drop_starts_never_overlap_and_spreading_lowers_them():
+    """Start poses: bounding spheres disjoint (objects overlapping below start above them);
+    trying more positions per object gives lower starts (shorter falls, fewer towers)."""
+    from simgen.scenes import _radius
+
+    mean_z = {}
+    for tries in (1, 10):
+        zs = []
+        for index in range(12):
+            sc = scene(["objects.count=12", f"objects.spread_tries={tries}"], index)
+            centres = np.array([o.pose[:3, 3] for o in sc.objects])
+            radii = np.array([_radius(LIB, o.asset) * o.scale[0] for o in sc.objects])
+            gap = np.linalg.norm(centres[:, None] - centres[None], axis=2) - (radii[:, None] + radii[None])
+            assert (gap[~np.eye(len(radii), dtype=bool)] > 0).all(), (tries, index)
+            zs += list(centres[:, 2] - radii)  # lowest point of each start sphere
+        mean_z[tries] = np.mean(zs)
+    assert mean_z[10] < 0.8 * mean_z[1], mean_z
 
 
 def test_pinned_values_are_honoured():
