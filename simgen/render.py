@@ -575,25 +575,22 @@ class PyrenderRenderer:
         from OpenGL import GL
 
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, framebuffer)
-        depth = None
-        if not self._or_mode:  # the OR pass only needs its colour bits
-            buf = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
-            d = np.frombuffer(buf, dtype=np.float32).reshape(height, width)[::-1].astype(np.float64)
-            far = d == 1.0  # cleared: nothing drawn there
-            d[far] = 0.0  # (any finite value: replaced by 0 below)
-            ndc, zn = 2.0 * d - 1.0, float(camera.znear)
-            if camera.zfar is None:  # infinite projection
-                depth = (2.0 * zn / (1.0 - ndc)).astype(np.float32)
-            else:
-                zf = float(camera.zfar)
-                depth = (2.0 * zn * zf / (zf + zn - ndc * (zf - zn))).astype(np.float32)
-            depth[far] = 0.0
-        if self._or_mode:  # RGBA as little-endian uint32: red is bits 0-7 (see encode_id)
+        if self._or_mode:  # only the colour bits: RGBA as little-endian uint32, red = bits 0-7
             buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
             return np.frombuffer(buf, dtype="<u4").reshape(height, width)[::-1] & np.uint32(0xFFFFFF), None
+        buf = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
+        d = np.frombuffer(buf, dtype=np.float32).reshape(height, width)[::-1].astype(np.float64)
+        far = d == 1.0  # cleared: nothing drawn there
+        d[far] = 0.0  # (any finite value: replaced by 0 below)
+        ndc, zn = 2.0 * d - 1.0, float(camera.znear)
+        if camera.zfar is None:  # infinite projection
+            depth = (2.0 * zn / (1.0 - ndc)).astype(np.float32)
+        else:
+            zf = float(camera.zfar)
+            depth = (2.0 * zn * zf / (zf + zn - ndc * (zf - zn))).astype(np.float32)
+        depth[far] = 0.0
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
-        colour = np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)[::-1]
-        return colour, depth
+        return np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)[::-1], depth
 
     def _seg(self, seg_map) -> Tuple[np.ndarray, np.ndarray]:
         color, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)

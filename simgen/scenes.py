@@ -205,11 +205,12 @@ def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator) -> List[n
             for pk, pxy, pz, pr in placed:
                 if pk == k and np.linalg.norm(xy - pxy) < r + pr:
                     z = max(z, pz + pr + r + 1e-3)
-            if best is None or z < best[2]:
-                best = (k, xy, z)
+            # lowest above its own support: shelf levels stand at different heights
+            if best is None or z - ztop < best[3]:
+                best = (k, xy, z, z - ztop)
             if z == free:  # nothing below it but the support
                 break
-        k, xy, z = best
+        k, xy, z, _ = best
         placed.append((k, xy, z, r))
         R = random_rotation(rng)
         if cfg.objects.placement == "shelf":  # standing: yaw only
