@@ -324,7 +324,7 @@ def _merge_into(target: str, records, source: Dict[int, str]) -> None:
                     link(os.path.join(d, rel), os.path.join(target, rel))
             link(part_file, part_path(parts_dir, i))  # last: the image is whole
     except OSError as exc:
-        raise OutputError(f"cannot merge into '{target}': {exc.strerror or exc}; fix: free space or "
+        raise OutputError(f"cannot merge into '{target}': {os_error_reason(exc)}; fix: free space or "
                           f"choose a writable --out, then merge again") from None
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+
 import numpy as np
 
 SPLITS = ("train", "val", "test")
