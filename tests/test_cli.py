@@ -199,6 +199,7 @@ def _assert_clean_failure(r, out, needle):
     ("engine=spark", "engine must be local or ray"),
     ("shards.index=3", "shards.index must be between 0 and"),
     ("workers=0", "workers must be >= 1"),
+    ("objects.spread_tries=0", "objects.spread_tries must be >= 1"),
 ])
 def test_bad_config_values(tmp_path, override, needle):
     out = str(tmp_path / "o")
