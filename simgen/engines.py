@@ -155,17 +155,32 @@ def worker_env(workers: int) -> None:
         os.environ["LP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 
+def _crash_index() -> Optional[int]:
+    """The image index the crash test hook names, if set (this process leaves it to helpers)."""
+    spec = os.environ.get(CRASH_ENV)
+    return int(spec.split(":", 1)[0]) if spec else None
+
+
 def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
               on_done: OnDone) -> None:
-    """Make ``todo`` here (workers == 1) or in ``workers`` spawned processes."""
-    if workers == 1 or len(todo) <= 1:
+    """Make ``todo`` here, helped by ``workers - 1`` spawned processes when workers > 1.
+
+    This process is a worker too: its pipeline is warm (assets checked, GL context made), so
+    it makes images from the first second while the helpers import and start (~2.5 s each),
+    and one process fewer holds a GL context. Helpers are kept two images ahead; this process
+    takes the next image whenever it is free. A helper that dies has its unfinished images
+    queued again and a new helper started, at most ``retries`` times; images lost with the
+    last allowed helper are reported, never silently dropped."""
+    from collections import deque
+
+    helpers = min(workers, len(todo)) - 1
+    if helpers < 1:
         try:
             for i in todo:
                 on_done(i, make_and_commit(pipe, i, output_dir, parts_dir), pipe.renderer.gl_renderer)
         finally:
             pipe.close()
         return
-    pipe.close()  # workers make their own contexts and physics clients
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -175,35 +190,72 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
     worker_env(workers)
     ctx = mp.get_context("spawn")  # never fork a process that may hold a GL context
     cfg_yaml = OmegaConf.to_yaml(cfg)
-    reported = set()
-    remaining = list(todo)
-    for attempt in range(int(cfg.retries) + 1):
-        ex = ProcessPoolExecutor(max_workers=min(workers, len(remaining)), mp_context=ctx,
-                                 initializer=_init_worker, initargs=(cfg_yaml, output_dir, parts_dir))
-        try:
-            pending = {ex.submit(_local_task, i) for i in remaining}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
+
+    def new_pool():
+        return ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(cfg_yaml, output_dir, parts_dir))
+
+    queue = deque(todo)  # images nobody has started
+    crash = _crash_index()
+    pending: Dict[object, int] = {}  # helper futures -> image index
+    lost: List[int] = []  # in flight on a helper that died with no retries left
+    retries = int(cfg.retries)
+    used = 0
+    ex = new_pool()
+    try:
+        while queue or pending:
+            finished = [f for f in pending if f.done()]
+            broken = False
+            for f in finished:
+                i = pending.pop(f)
+                try:
                     index, timings, gl = f.result()
-                    reported.add(index)
-                    on_done(index, timings, gl)
-            ex.shutdown(wait=True)
-            return
-        except BrokenProcessPool:
-            ex.shutdown(wait=False, cancel_futures=True)
-            remaining = [i for i in remaining if not _is_done(parts_dir, i)]
-            for i in todo:  # finished by the pool, but not yet reported when it broke
-                if i not in reported and _is_done(parts_dir, i):
-                    reported.add(i)
-                    on_done(i, {}, None)
-            if attempt < int(cfg.retries):
-                log.warning(f"a worker process died (killed or out of memory); making its "
-                            f"{len(remaining)} unfinished image(s) again (retry {attempt + 1} of {cfg.retries})")
-        except BaseException:
+                except BrokenProcessPool:
+                    broken = True
+                    pending[f] = i  # handled with the pool's other images below
+                    continue
+                on_done(index, timings, gl)
+            if broken:
+                dead = sorted(pending.values())
+                pending.clear()
+                ex.shutdown(wait=False, cancel_futures=True)
+                ex = None
+                for i in dead:  # committed by the helper before it died, not reported yet
+                    if _is_done(parts_dir, i):
+                        on_done(i, {}, None)
+                redo = [i for i in dead if not _is_done(parts_dir, i)]
+                if used < retries:
+                    used += 1
+                    log.warning(f"a worker process died (killed or out of memory); making its "
+                                f"{len(redo)} unfinished image(s) again (retry {used} of {retries})")
+                    queue.extendleft(reversed(redo))
+                    ex = new_pool()
+                else:
+                    lost += redo
+                continue
+            while ex is not None and queue and len(pending) < 2 * helpers:
+                i = queue.popleft()
+                pending[ex.submit(_local_task, i)] = i
+            mine = next((k for k, i in enumerate(queue) if i != crash), None)
+            if mine is not None:
+                i = queue[mine]
+                del queue[mine]
+                on_done(i, make_and_commit(pipe, i, output_dir, parts_dir), pipe.renderer.gl_renderer)
+            elif pending:
+                wait(list(pending), return_when=FIRST_COMPLETED)
+            elif ex is None:  # no helper left and only images this process must not make
+                lost += list(queue)
+                queue.clear()
+    except BaseException:
+        if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)  # running images finish; queued ones are dropped
-            raise
-    raise unfinished_error(remaining, f"worker processes kept dying; retries={cfg.retries} used up")
+        pipe.close()
+        raise
+    if ex is not None:
+        ex.shutdown(wait=True)
+    pipe.close()
+    if lost:
+        raise unfinished_error(sorted(lost), f"worker processes kept dying; retries={retries} used up")
 
 
 # ---- Ray ------------------------------------------------------------------------------
