@@ -79,7 +79,13 @@ class Pipeline:
     @property
     def renderer(self):
         if self._renderer is None:
+            import cv2
+
             from .render import shared_renderer
+
+            # OpenCV's thread pool spins for a while after each parallel call (cvtColor,
+            # resize): on cores llvmpipe and pybullet already fill, that is stolen time.
+            cv2.setNumThreads(0)
 
             self._renderer = shared_renderer(self.cfg.camera.width, self.cfg.camera.height,
                                               shadows=bool(self.cfg.render.shadows),
