@@ -133,14 +133,15 @@ class PhysicsWorld:
 
         rng = factor_rng(scene.seed, scene.index, "physics", scene.attempt)
         bodies: Dict[int, int] = {}
-        for o in scene.objects:
+        quats = matrix_to_quat_xyzw(np.array([o.pose[:3, :3] for o in scene.objects])).tolist() if scene.objects else []
+        for o, quat in zip(scene.objects, quats):
             asset = library.assets[o.asset] if o.asset in library.assets else None
             friction = sample_float(friction_d, rng, "physics.friction")
             restitution = sample_float(restitution_d, rng, "physics.restitution")
             shape = self._shape(library, o.asset, o.scale)
             mass = float(asset.mass if asset else 0.1) * float(np.prod(o.scale))
             body = p.createMultiBody(mass, shape, basePosition=o.pose[:3, 3].tolist(),
-                                     baseOrientation=matrix_to_quat_xyzw(o.pose[:3, :3]).tolist(),
+                                     baseOrientation=quat,
                                      physicsClientId=c)
             fr = asset.friction if asset is not None and asset.friction is not None else friction
             p.changeDynamics(body, -1, lateralFriction=float(fr), restitution=float(restitution), **dynamics,
