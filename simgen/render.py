@@ -588,13 +588,16 @@ class PyrenderRenderer:
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
         d = np.frombuffer(buf, dtype=np.float32).reshape(height, width)[::-1].astype(np.float64)
         far = d == 1.0  # cleared: nothing drawn there
-        d[far] = 0.0  # (any finite value: replaced by 0 below)
-        ndc, zn = 2.0 * d - 1.0, float(camera.znear)
-        if camera.zfar is None:  # infinite projection
-            depth = (2.0 * zn / (1.0 - ndc)).astype(np.float32)
-        else:
+        zn = float(camera.znear)
+        if camera.zfar is None:  # infinite projection: z = zn / (1 - d)
+            d[far] = 0.0  # (any finite value: replaced by 0 below)
+            depth = (zn / (1.0 - d)).astype(np.float32)
+        else:  # z = zn zf / (zf - d (zf - zn)), in place: no full-frame temporaries
             zf = float(camera.zfar)
-            depth = (2.0 * zn * zf / (zf + zn - ndc * (zf - zn))).astype(np.float32)
+            d *= zf - zn
+            np.subtract(zf, d, out=d)
+            np.divide(zn * zf, d, out=d)
+            depth = d.astype(np.float32)
         depth[far] = 0.0
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
         return np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)[::-1], depth
