@@ -272,6 +272,7 @@ class PyrenderRenderer:
 
         inner = self._r._renderer
         inner._program_cache.clear()
+        self._dummy_slots: Dict[int, tuple] = {}  # program id -> light counts its absent-light slots are set for
         inner._program_cache = ShaderProgramCache(shader_dir=_shader_dir(shadow_filter))
         self._shadow_filter = shadow_filter
 
@@ -289,8 +290,9 @@ class PyrenderRenderer:
 
     def _install_or_mode_hook(self) -> None:
         """Hooks into pyrender's (pinned) renderer: SEG passes drawn single-sample, a SEG pass
-        that ORs colours with depth testing off (see _unoccluded), and shadow maps drawn
-        without the floor and fitted to the objects."""
+        that ORs colours with depth testing off (see _unoccluded), shadow maps drawn without
+        the floor and fitted to the objects, and the shadow samplers of absent lights pinned
+        to one dummy map (a stable llvmpipe shader variant key)."""
         from OpenGL import GL
 
         inner = self._r._renderer
@@ -299,7 +301,13 @@ class PyrenderRenderer:
 
         def configure_forward_pass(flags):
             configure(flags)
-            if flags & seg_flag:
+            if not flags & seg_flag:
+                # the dummy shadow map (see bind_lighting_fixed) on its unit, every frame: bound
+                # only once, something in pyrender's frame unbinds it now and then (measured)
+                GL.glActiveTexture(GL.GL_TEXTURE0 + self._dummy_unit)
+                self._dummy_shadow._bind()
+                GL.glActiveTexture(GL.GL_TEXTURE0)
+            else:
                 # pyrender draws every pass into its 4x multisample framebuffer and resolves it
                 # into a single-sample one. A SEG pass has multisampling off, so its 4 samples
                 # are copies of the pixel centre's: drawing it straight into the single-sample
@@ -351,6 +359,33 @@ class PyrenderRenderer:
 
         inner._shadow_mapping_pass = shadow_mapping_pass
 
+        bind_lighting = inner._bind_lighting
+        self._make_dummy_shadow()
+        max_lights: Dict[int, list] = {}  # render flags -> pyrender's light array sizes
+
+        def bind_lighting_fixed(scene, program, node, flags):
+            bind_lighting(scene, program, node, flags)
+            # Point every shadow sampler of an absent light at one dummy shadow map on the
+            # last texture unit. Left alone they keep whatever unit an earlier draw gave them,
+            # so llvmpipe's shader variant key (the state of every sampler) changed with each
+            # light combination and material: its variant cache overflowed every ~50 images
+            # of a varied run (evict, then 0.5-1 s of recompiling).
+            n_max = max_lights.get(flags) or max_lights.setdefault(flags, inner._compute_max_n_lights(flags))
+            counts = (min(len(scene.directional_light_nodes), n_max[0]), min(len(scene.spot_light_nodes), n_max[1]))
+            if self._dummy_slots.get(id(program)) == counts:
+                return
+            self._dummy_slots[id(program)] = counts
+            unit = self._dummy_unit
+            if flags & RenderFlags.SHADOWS_DIRECTIONAL:
+                for k in range(counts[0], n_max[0]):
+                    program.set_uniform(f"directional_lights[{k}].shadow_map", unit)
+            if flags & RenderFlags.SHADOWS_SPOT:
+                for k in range(counts[1], n_max[1]):
+                    program.set_uniform(f"spot_lights[{k}].shadow_map", unit)
+
+        RenderFlags = self._pr.RenderFlags
+        inner._bind_lighting = bind_lighting_fixed
+
         light_matrices = inner._get_light_cam_matrices
         pr = self._pr
 
@@ -367,6 +402,21 @@ class PyrenderRenderer:
             return np.linalg.inv(pose), cam.get_projection_matrix()
 
         inner._get_light_cam_matrices = get_light_cam_matrices
+
+    def _make_dummy_shadow(self) -> None:
+        """A 1x1 shadow map made like the lights' own (same format and sampler: the same
+        llvmpipe sampler state), for the shadow samplers of absent lights."""
+        from OpenGL import GL
+
+        light = self._pr.DirectionalLight()
+        light._generate_shadow_texture(size=1)
+        tex = light.shadow_texture
+        tex.sampler.wrapS = tex.sampler.wrapT = self._pr.constants.GLTF.CLAMP_TO_EDGE
+        self._dummy_unit = int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_IMAGE_UNITS)) - 1
+        GL.glActiveTexture(GL.GL_TEXTURE0 + self._dummy_unit)
+        tex._add_to_context()  # binds it to the active unit: the last, which pyrender never uses
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        self._dummy_shadow = tex
 
     def close(self) -> None:
         """Free this renderer's GL objects and context, but never terminate the EGL display:

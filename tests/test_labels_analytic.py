@@ -286,3 +286,45 @@ def test_shadows_can_be_switched_off_per_light(renderer, library):
     renderer.shadows = False
     assert np.abs(unshadowed - lit).max() <= 2 and np.abs(shadowed - lit).max() > 50
     assert (again == shadowed).all()
+
+
+def test_absent_lights_shadow_samplers_read_one_dummy_map(renderer, library, monkeypatch):
+    """The shadow samplers of lights a scene lacks point at one dummy shadow map, whatever an
+    earlier scene with more lights bound there (llvmpipe compiles a shader variant per
+    combination of sampler states: left alone, a varied run recompiled every ~50 images).
+    The dummy is never read: pyrender's own lighting binding gives the same pixels."""
+    from OpenGL import GL
+
+    from simgen.geometry import look_at
+    from simgen.spec import LightSpec
+
+    monkeypatch.setattr(renderer, "shadows", True)
+    down = np.diag([1, -1, -1, 1])
+    lights = lambda n_dir, n_spot: tuple(  # noqa: E731
+        [LightSpec("directional", look_at([0.5, 0.3 * k, 2.0], [0, 0, 0]) @ down, np.ones(3, np.float32), 1.0)
+         for k in range(n_dir)] +
+        [LightSpec("spot", look_at([0.4 * k - 0.3, 0.5, 1.5], [0, 0, 0]) @ down, np.ones(3, np.float32), 3.0)
+         for k in range(n_spot)])
+    objs = [("cube", [0.0, 0.0, 0.035], None, 1.0), ("duck", [0.12, 0.05, 0.0], None, 1.0)]
+    cam = camera([0.4, -0.35, 0.45], [0.0, 0.0, 0.03])
+    renderer.render(scene(objs, cam, lights(3, 2)), library, unoccluded=False)
+    few = scene(objs, cam, lights(1, 0))
+    ours = renderer.render(few, library, unoccluded=False)
+    checked = 0
+    for program in renderer._r._renderer._program_cache._program_cache.values():
+        pid = program._program_id
+        for name, used in [("directional_lights[{}].shadow_map", 1), ("spot_lights[{}].shadow_map", 0)]:
+            for k in range(4):
+                loc = GL.glGetUniformLocation(pid, name.format(k))
+                if loc < 0:
+                    continue
+                value = np.zeros(1, np.int32)
+                GL.glGetUniformiv(pid, loc, value)
+                unit = int(value[0])
+                assert (unit == renderer._dummy_unit) == (k >= used), (name.format(k), unit)
+                checked += 1
+    assert checked >= 8  # the shadowed mesh program(s) were inspected
+    inner = renderer._r._renderer
+    monkeypatch.setattr(inner, "_bind_lighting", type(inner)._bind_lighting.__get__(inner))
+    theirs = renderer.render(few, library, unoccluded=False)
+    assert np.array_equal(ours.rgb, theirs.rgb)
