@@ -42,7 +42,10 @@ def main() -> int:
 
     for t in TEMPLATES:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = compose([f"scene={t}", f"num_images={a.images}", f"output_dir={tmp}/d", "progress=false"])
+            # workers=1: this process renders with every llvmpipe thread (more workers would give
+            # its GL context one thread per worker, for the steady state below too)
+            cfg = compose([f"scene={t}", f"num_images={a.images}", f"output_dir={tmp}/d", "progress=false",
+                           "workers=1"])
             s = run(cfg)  # the contact sheet's dataset (includes process warm-up)
             cv2.imwrite(os.path.join(a.docs, f"scene_{t}.png"), contact_sheet(f"{tmp}/d"))
             # Steady state: a warmed-up pipeline (shaders compiled, mesh pool filled).
