@@ -67,13 +67,19 @@ def auto_shard_size(num_todo: int, slots: int) -> int:
     return max(1, min(100, -(-num_todo // max(1, 4 * slots))))
 
 
-def _maybe_crash(index: int) -> None:
+def _crash_spec() -> Optional[Tuple[int, str]]:
+    """(image index, marker file) of the crash test hook, or None when it is not set."""
     spec = os.environ.get(CRASH_ENV)
     if not spec:
-        return
+        return None
     at, marker = spec.split(":", 1)
-    if int(at) == index and not os.path.exists(marker):
-        open(marker, "w").close()
+    return int(at), marker
+
+
+def _maybe_crash(index: int) -> None:
+    spec = _crash_spec()
+    if spec and spec[0] == index and not os.path.exists(spec[1]):
+        open(spec[1], "w").close()
         os._exit(70)
 
 
@@ -155,12 +161,6 @@ def worker_env(workers: int) -> None:
         os.environ["LP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _crash_index() -> Optional[int]:
-    """The image index the crash test hook names, if set (this process leaves it to helpers)."""
-    spec = os.environ.get(CRASH_ENV)
-    return int(spec.split(":", 1)[0]) if spec else None
-
-
 def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
               on_done: OnDone) -> None:
     """Make ``todo`` here, helped by ``workers - 1`` spawned processes when workers > 1.
@@ -196,7 +196,7 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
                                    initargs=(cfg_yaml, output_dir, parts_dir))
 
     queue = deque(todo)  # images nobody has started
-    crash = _crash_index()
+    crash = (_crash_spec() or (None,))[0]  # the crash test hook's image: left to helpers
     pending: Dict[object, int] = {}  # helper futures -> image index
     lost: List[int] = []  # in flight on a helper that died with no retries left
     retries = int(cfg.retries)
