@@ -147,9 +147,9 @@ def _box_corners(library: AssetLibrary, asset: str) -> np.ndarray:
 def _composite(rgba: np.ndarray, scene: SceneSpec) -> np.ndarray:
     """Put the background behind the render. The RGBA render is premultiplied (cleared to
     transparent, MSAA-resolved), so antialiased edges blend with the background, not black."""
-    from .textures import background_image
-
     import cv2
+
+    from .textures import background_image
 
     h, w = rgba.shape[:2]
     out = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)  # drops alpha 60x faster than a numpy copy
@@ -362,6 +362,7 @@ class PyrenderRenderer:
         bind_lighting = inner._bind_lighting
         self._make_dummy_shadow()
         max_lights: Dict[int, list] = {}  # render flags -> pyrender's light array sizes
+        dir_shadows, spot_shadows = self._pr.RenderFlags.SHADOWS_DIRECTIONAL, self._pr.RenderFlags.SHADOWS_SPOT
 
         def bind_lighting_fixed(scene, program, node, flags):
             bind_lighting(scene, program, node, flags)
@@ -376,14 +377,13 @@ class PyrenderRenderer:
                 return
             self._dummy_slots[id(program)] = counts
             unit = self._dummy_unit
-            if flags & RenderFlags.SHADOWS_DIRECTIONAL:
+            if flags & dir_shadows:
                 for k in range(counts[0], n_max[0]):
                     program.set_uniform(f"directional_lights[{k}].shadow_map", unit)
-            if flags & RenderFlags.SHADOWS_SPOT:
+            if flags & spot_shadows:
                 for k in range(counts[1], n_max[1]):
                     program.set_uniform(f"spot_lights[{k}].shadow_map", unit)
 
-        RenderFlags = self._pr.RenderFlags
         inner._bind_lighting = bind_lighting_fixed
 
         light_matrices = inner._get_light_cam_matrices
