@@ -156,9 +156,16 @@ def _local_task(index: int):
 
 
 def worker_env(workers: int) -> None:
-    """llvmpipe starts one raster thread per core in every process: share the cores instead."""
+    """llvmpipe starts one raster thread per core in every process: share the cores instead.
+
+    With one core or less per process, llvmpipe rasterizes in the calling thread (0 threads).
+    One raster thread would take no more CPU than that, but every pass hands its work to
+    that thread and waits for it, and the thread often wakes on the other core, far from the
+    caches the calling thread just filled: 2 workers on 2 cores made 300 images in 32.2 s
+    with 0 against 35.5 s with 1 thread (3 runs each, alternated). Pixels are the same."""
     if workers > 1 and "LP_NUM_THREADS" not in os.environ:
-        os.environ["LP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        per = (os.cpu_count() or 1) // workers
+        os.environ["LP_NUM_THREADS"] = str(per if per > 1 else 0)
 
 
 def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
@@ -342,7 +349,9 @@ def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDo
     from . import __version__
 
     cpus = int(cfg.ray.cpus_per_task)
-    env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "LP_NUM_THREADS": str(cpus)}
+    # one CPU per task: llvmpipe rasterizes in the task's own thread (see worker_env)
+    env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"),
+           "LP_NUM_THREADS": str(cpus if cpus > 1 else 0)}
     if os.environ.get(CRASH_ENV):
         env[CRASH_ENV] = os.environ[CRASH_ENV]
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
