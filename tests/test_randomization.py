@@ -125,6 +125,24 @@ def test_balanced_mode_within_ten_percent():
     assert all(object_count(cfg, 0, i) == object_count(plain, 0, i) for i in range(20))
 
 
+def test_balanced_slots_cost_one_block_and_ignore_history(monkeypatch):
+    """A shard far into a huge dataset pays for at most one block of counts, and an image's
+    classes do not depend on what the process sampled before (workers, Ray, resume)."""
+    import simgen.scenes as scenes
+
+    cfg = compose(["objects.balance=true", "objects.count=[3,15]"])
+    index = 10_000_000 + scenes.BALANCE_BLOCK - 2  # near the end of its block
+    calls = []
+    real = scenes.object_count
+    monkeypatch.setattr(scenes, "_BALANCE", scenes._BalancedCounts())
+    monkeypatch.setattr(scenes, "object_count", lambda *a: calls.append(a) or real(*a))
+    cold = [o.asset for o in sample_scene(cfg, LIB, 0, index).objects]
+    assert 0 < len(calls) < scenes.BALANCE_BLOCK
+    for i in (index - 700, 5, index + 9, index - 1):  # other blocks, earlier images
+        sample_scene(cfg, LIB, 0, i)
+    assert [o.asset for o in sample_scene(cfg, LIB, 0, index).objects] == cold
+
+
 def test_class_weights():
     cfg = compose(["objects.class_weights={duck:10.0}", "objects.count=10"])
     cats = [o.category for i in range(50) for o in sample_scene(cfg, LIB, 0, i).objects]
