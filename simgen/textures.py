@@ -80,12 +80,23 @@ def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator)
         return np.abs(2 * ((along * n) % 1.0) - 1.0)  # triangle wave: no seams
     if tex.kind == "noise":
         # A few base fields per (size, frequency), varied by a periodic shift and a
-        # transpose: stays tileable, costs no FFT per image.
-        bank = _noise_bank(size, n)
+        # transpose: stays tileable, costs no FFT per image. Fields are made at most
+        # NOISE_RES pixels wide and upsampled (the noise is smooth): the bank stays ~100 MB at
+        # any image size, where full-size fields took ~2 GB per process at 1920x1080.
+        res = min(size, NOISE_RES)
+        bank = _noise_bank(res, n)
         field = bank[int(rng.integers(len(bank)))]
-        field = np.roll(field, (int(rng.integers(size)), int(rng.integers(size))), axis=(0, 1))
-        return field.T if rng.random() < 0.5 else field
+        field = np.roll(field, (int(rng.integers(res)), int(rng.integers(res))), axis=(0, 1))
+        field = field.T if rng.random() < 0.5 else field
+        if res < size:  # backgrounds only: object and floor tiles are 256 pixels and stay periodic
+            import cv2
+
+            field = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
+        return field
     raise ValueError(f"unknown procedural texture {tex.kind!r}")
+
+
+NOISE_RES = 512  # noise fields' largest side: frequencies up to 256 cycles across (4 octaves of scale 16)
 
 
 @lru_cache(maxsize=64)

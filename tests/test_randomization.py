@@ -226,3 +226,24 @@ def test_resolution_randomization():
         compose(["camera.resolution=[640,480]"])
     with pytest.raises(ConfigError, match="16..8192"):
         compose(["camera.resolution={choice:[[640,4]]}"])
+
+
+def test_noise_fields_stay_small_at_any_image_size(monkeypatch):
+    """Noise backgrounds at 4K draw on fields at most NOISE_RES wide (the bank held ~2 GB per
+    process at 1920x1080 when fields were image-sized); object tiles keep their own size."""
+    from simgen import textures
+    from simgen.spec import TextureSpec
+
+    sizes = []
+    real = textures._noise_bank
+    monkeypatch.setattr(textures, "_noise_bank", lambda size, n: sizes.append(size) or real(size, n))
+    spec = TextureSpec("noise", np.array([[0.1, 0.8, 0.2], [0.9, 0.1, 0.5]], np.float32), scale=6, seed=3)
+    img = textures.background_image(spec, 3840, 2160)
+    assert img.shape == (2160, 3840, 3) and img.dtype == np.uint8
+    assert sizes == [textures.NOISE_RES]
+    # still noise between the two colours: varied, smooth (neighbours close), not blocky
+    assert img.std() > 10
+    assert np.abs(np.diff(img.astype(int), axis=1)).mean() < 2
+    tile = textures.texture_tile(spec)
+    assert sizes[-1] == 256 and tile.shape == (256, 256, 3)
+    assert (tile[0] != tile[-1]).any() and np.abs(tile[0].astype(int) - tile[-1].astype(int)).mean() < 8  # periodic
