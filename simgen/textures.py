@@ -65,19 +65,10 @@ def _periodic_noise(rng: np.random.Generator, size: int, base: float, octaves: i
 
 def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator) -> np.ndarray:
     """(size, size) float mix factor in [0, 1] between tex.colors[0] and tex.colors[1];
-    the pattern repeats ``reps`` times across (rounded so that the square tiles)."""
+    the pattern repeats ``reps`` times across (rounded so that the square tiles). Stripes and
+    gradients vary along one axis: they come back as broadcast views of one row or column,
+    which _mix colours once and repeats."""
     n = max(1, int(round(reps)))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    u, v = (xx + 0.5) / size, (yy + 0.5) / size
-    a = math.radians(tex.angle_deg)
-    if tex.kind == "checker":
-        return ((np.floor(u * n) + np.floor(v * n)) % 2).astype(np.float64)
-    if tex.kind == "stripes":  # axis-aligned so the tile stays periodic
-        along = u if math.cos(a) ** 2 >= 0.5 else v
-        return (np.floor(along * 2 * n) % 2).astype(np.float64)
-    if tex.kind == "gradient":
-        along = u if math.cos(a) ** 2 >= 0.5 else v
-        return np.abs(2 * ((along * n) % 1.0) - 1.0)  # triangle wave: no seams
     if tex.kind == "noise":
         # A few base fields per (size, frequency), varied by a periodic shift and a
         # transpose: stays tileable, costs no FFT per image. Fields are made at most
@@ -93,6 +84,20 @@ def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator)
 
             field = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
         return field
+    t = (np.arange(size, dtype=np.float64) + 0.5) / size  # pixel centres in [0, 1): u along x, v along y
+    a = math.radians(tex.angle_deg)
+    along_x = math.cos(a) ** 2 >= 0.5
+
+    def spread(profile):  # a profile along x (u) or y (v) as a (size, size) view
+        return np.broadcast_to(profile[None, :] if along_x else profile[:, None], (size, size))
+
+    if tex.kind == "checker":
+        f = np.floor(t * n)
+        return (f[None, :] + f[:, None]) % 2
+    if tex.kind == "stripes":  # axis-aligned so the tile stays periodic
+        return spread(np.floor(t * 2 * n) % 2)
+    if tex.kind == "gradient":
+        return spread(np.abs(2 * ((t * n) % 1.0) - 1.0))  # triangle wave: no seams
     raise ValueError(f"unknown procedural texture {tex.kind!r}")
 
 
@@ -106,9 +111,26 @@ def _noise_bank(size: int, base: int, count: int = 4) -> Tuple[np.ndarray, ...]:
 
 
 def _mix(tex: TextureSpec, m: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: rint(255 ((1 - m) colors[0] + m colors[1])), clipped. One channel at a
+    time into reused buffers (the same float64 operations, so the same bytes, ~3x faster than
+    (H, W, 3) temporaries); a pattern that repeats one row or column is coloured once."""
+    if m.ndim == 2 and m.strides[0] == 0 and m.shape[0] > 1:
+        return np.ascontiguousarray(np.broadcast_to(_mix(tex, np.ascontiguousarray(m[:1])), m.shape + (3,)))
+    if m.ndim == 2 and m.strides[1] == 0 and m.shape[1] > 1:
+        return np.ascontiguousarray(np.broadcast_to(_mix(tex, np.ascontiguousarray(m[:, :1])), m.shape + (3,)))
     c = np.asarray(tex.colors, dtype=np.float64)
-    img = (1 - m)[..., None] * c[0] + m[..., None] * c[1]
-    return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    om = 1 - m
+    acc, tmp = np.empty(m.shape), np.empty(m.shape)
+    out = np.empty(m.shape + (3,), dtype=np.uint8)
+    for ch in range(3):
+        np.multiply(om, c[0, ch], out=acc)
+        np.multiply(m, c[1, ch], out=tmp)
+        acc += tmp
+        acc *= 255
+        np.rint(acc, out=acc)
+        np.clip(acc, 0, 255, out=acc)
+        out[..., ch] = acc
+    return out
 
 
 def texture_tile(tex: TextureSpec, size: int = 256) -> np.ndarray:
