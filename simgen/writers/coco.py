@@ -149,11 +149,12 @@ class _JsonDoc:
             raise
         self._sep_img = self._sep_ann = ""
 
-    def add(self, img: dict, anns: List[dict]) -> None:
-        self._out.write(self._sep_img + _dumps(img))
+    def add(self, img: str, anns: List[str]) -> None:
+        """One image and its annotations, each already encoded by ``_dumps``."""
+        self._out.write(self._sep_img + img)
         self._sep_img = ","
         for a in anns:
-            self._ann.write(self._sep_ann + _dumps(a))
+            self._ann.write(self._sep_ann + a)
             self._sep_ann = ","
 
     def commit(self) -> None:
@@ -182,11 +183,12 @@ def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict
     splits: Dict[str, _JsonDoc] = {}
     try:
         for img, anns in ds:
-            whole.add(img, anns)
+            text = _dumps(img), [_dumps(a) for a in anns]  # encoded once, for both files
+            whole.add(*text)
             name = img.get("split", "train")
             if name not in splits:
                 splits[name] = _JsonDoc(os.path.join(output_dir, f"annotations_{name}.json"), head)
-            splits[name].add(img, anns)
+            splits[name].add(*text)
             if observe is not None:
                 observe(img, anns)
         several = len(splits) > 1
