@@ -55,7 +55,7 @@ class _BalancedCounts:
     the cost bounded: image i needs the counts of at most BALANCE_BLOCK - 1 images before it
     (~0.1 s once per block and process), not of all i before it, which a shard starting at
     image 10,000,000 would have spent ~20 minutes summing. Each block is balanced to within
-    one object per class; the dataset, a sum of blocks, likewise per block.
+    one object per class, so the dataset is to within one object per class and block.
     """
 
     def __init__(self):
