@@ -240,7 +240,8 @@ def test_coco_polygons_on_request(tmp_path):
 
 @pytest.mark.parametrize("level", [0, 1, 3, 9])
 def test_png_encoding_is_lossless_at_every_level(tmp_path, level):
-    """Fast levels use PNG's 'up' row filter, slow ones libpng's adaptive choice: lossless either way."""
+    """Fast levels use a fixed row filter and zlib strategy per content, slow ones libpng's
+    adaptive choice: lossless either way."""
     from simgen.io import encode_png, read_png
 
     rng = np.random.default_rng(level)
@@ -249,6 +250,7 @@ def test_png_encoding_is_lossless_at_every_level(tmp_path, level):
               "ids": rng.integers(0, 5, (37, 53)).astype(np.uint16)}
     for name, img in images.items():
         path = tmp_path / f"{name}.png"
-        path.write_bytes(encode_png(img, level))
-        back = read_png(str(path))
-        assert back.dtype == img.dtype and (back == img).all(), name
+        for labels in (False, True) if img.ndim == 2 else (False,):
+            path.write_bytes(encode_png(img, level, labels=labels))
+            back = read_png(str(path))
+            assert back.dtype == img.dtype and (back == img).all(), (name, labels)

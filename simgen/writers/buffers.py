@@ -25,7 +25,7 @@ def encode_buffers(name: str, frame: Frame, compression: int, write_depth: bool)
     if frame.instance.max(initial=0) > 65535:
         raise ValueError("more than 65535 instances in one image cannot be stored in a 16-bit mask")
     files = {f"images/{name}.png": encode_png(frame.rgb, compression),
-             f"masks/{name}.png": encode_png(frame.instance.astype(np.uint16), compression)}
+             f"masks/{name}.png": encode_png(frame.instance.astype(np.uint16), compression, labels=True)}
     if write_depth:
         files[f"depth/{name}.png"] = encode_png(depth_to_u16(frame.depth), compression)
     return files
