@@ -222,6 +222,13 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
                     pending[f] = i  # handled with the pool's other images below
                     continue
                 on_done(index, timings, gl)
+            if not broken and ex is not None:
+                try:  # keep the helpers two images ahead
+                    while queue and len(pending) < 2 * helpers:
+                        pending[ex.submit(_local_task, queue[0])] = queue[0]
+                        queue.popleft()
+                except BrokenProcessPool:  # a helper died idle, between its images and new ones
+                    broken = True
             if broken:
                 dead = sorted(pending.values())
                 pending.clear()
@@ -240,9 +247,6 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
                 else:
                     lost += redo
                 continue
-            while ex is not None and queue and len(pending) < 2 * helpers:
-                i = queue.popleft()
-                pending[ex.submit(_local_task, i)] = i
             mine = next((k for k, i in enumerate(queue) if i != crash), None)
             if mine is not None:
                 i = queue[mine]

@@ -56,6 +56,41 @@ def test_killed_worker_is_replaced_and_nothing_is_lost(reference, tmp_path):
     assert_same_dataset(reference, out)
 
 
+def test_helper_dying_idle_is_replaced(reference, tmp_path, monkeypatch, caplog):
+    """A helper that dies between images (nothing in flight: killed, or out of memory) breaks
+    the pool for the next submission; the run replaces it instead of ending in a traceback."""
+    import concurrent.futures
+    from concurrent.futures.process import ProcessPoolExecutor
+
+    from simgen.config import compose
+    from simgen.runner import run
+
+    class DiesIdle(ProcessPoolExecutor):
+        killed = False
+
+        def submit(self, fn, *args):
+            futures = self.__dict__.setdefault("futures", [])
+            if len(futures) == 1 and not DiesIdle.killed:
+                DiesIdle.killed = True
+                futures[0].result()  # the helper has finished its image: idle
+                for proc in list(self._processes.values()):
+                    proc.kill()
+                    proc.join()
+                deadline = time.time() + 60
+                while not self._broken and time.time() < deadline:
+                    time.sleep(0.01)
+            futures.append(super().submit(fn, *args))
+            return futures[-1]
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DiesIdle)
+    monkeypatch.setenv("LP_NUM_THREADS", "1")  # this process's own renderer: leave it as it was
+    out = str(tmp_path / "idle")
+    summary = run(compose([*BASE, f"output_dir={out}", "workers=2"]))
+    assert DiesIdle.killed and summary.made == 10
+    assert "a worker process died" in caplog.text
+    assert_same_dataset(reference, out)
+
+
 def test_image_that_keeps_crashing_is_reported_then_resumed(reference, tmp_path):
     out = str(tmp_path / "c")
     marker = tmp_path / "crashed"
