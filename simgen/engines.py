@@ -155,17 +155,21 @@ def _local_task(index: int):
     return index, make_and_commit(_WORKER, index, *_WORKER_OUT), _WORKER.renderer.gl_renderer
 
 
-def worker_env(workers: int) -> None:
-    """llvmpipe starts one raster thread per core in every process: share the cores instead.
+def llvmpipe_threads(cores: int) -> str:
+    """LP_NUM_THREADS for a process given ``cores`` CPUs.
 
-    With one core or less per process, llvmpipe rasterizes in the calling thread (0 threads).
-    One raster thread would take no more CPU than that, but every pass hands its work to
-    that thread and waits for it, and the thread often wakes on the other core, far from the
-    caches the calling thread just filled: 2 workers on 2 cores made 300 images in 32.2 s
-    with 0 against 35.5 s with 1 thread (3 runs each, alternated). Pixels are the same."""
+    With one core or less, llvmpipe rasterizes in the calling thread (0 threads). One raster
+    thread would take no more CPU than that, but every pass hands its work to that thread
+    and waits for it, and the thread often wakes on the other core, far from the caches the
+    calling thread just filled: 2 workers on 2 cores made 300 images in 32.2 s with 0
+    against 35.5 s with 1 thread (3 runs each, alternated). Pixels are the same."""
+    return str(cores if cores > 1 else 0)
+
+
+def worker_env(workers: int) -> None:
+    """llvmpipe starts one raster thread per core in every process: share the cores instead."""
     if workers > 1 and "LP_NUM_THREADS" not in os.environ:
-        per = (os.cpu_count() or 1) // workers
-        os.environ["LP_NUM_THREADS"] = str(per if per > 1 else 0)
+        os.environ["LP_NUM_THREADS"] = llvmpipe_threads((os.cpu_count() or 1) // workers)
 
 
 def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
@@ -234,10 +238,12 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
                 pending.clear()
                 ex.shutdown(wait=False, cancel_futures=True)
                 ex = None
-                for i in dead:  # committed by the helper before it died, not reported yet
-                    if _is_done(parts_dir, i):
+                redo = []
+                for i in dead:
+                    if _is_done(parts_dir, i):  # committed by the helper before it died, not reported yet
                         on_done(i, {}, None)
-                redo = [i for i in dead if not _is_done(parts_dir, i)]
+                    else:
+                        redo.append(i)
                 if used < retries:
                     used += 1
                     log.warning(f"a worker process died (killed or out of memory); making its "
@@ -353,9 +359,7 @@ def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDo
     from . import __version__
 
     cpus = int(cfg.ray.cpus_per_task)
-    # one CPU per task: llvmpipe rasterizes in the task's own thread (see worker_env)
-    env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"),
-           "LP_NUM_THREADS": str(cpus if cpus > 1 else 0)}
+    env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "LP_NUM_THREADS": llvmpipe_threads(cpus)}
     if os.environ.get(CRASH_ENV):
         env[CRASH_ENV] = os.environ[CRASH_ENV]
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))

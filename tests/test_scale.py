@@ -83,7 +83,7 @@ def test_helper_dying_idle_is_replaced(reference, tmp_path, monkeypatch, caplog)
             return futures[-1]
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DiesIdle)
-    monkeypatch.setenv("LP_NUM_THREADS", "1")  # this process's own renderer: leave it as it was
+    monkeypatch.setenv("LP_NUM_THREADS", "1")  # set: worker_env leaves this test process's environment alone
     out = str(tmp_path / "idle")
     summary = run(compose([*BASE, f"output_dir={out}", "workers=2"]))
     assert DiesIdle.killed and summary.made == 10
