@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -141,11 +142,13 @@ def _exit_with_parent(every: float = 1.0) -> None:
     threading.Thread(target=watch, name="simgen-parent-watch", daemon=True).start()
 
 
-def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str) -> None:
+def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str, lp_threads: Optional[str]) -> None:
     global _WORKER, _WORKER_OUT
     from omegaconf import OmegaConf
 
     _exit_with_parent()
+    if lp_threads is not None:  # before this helper's GL context (made with its first image)
+        os.environ["LP_NUM_THREADS"] = lp_threads
 
     _WORKER = Pipeline(OmegaConf.create(cfg_yaml))
     _WORKER_OUT = (output_dir, parts_dir)
@@ -166,10 +169,29 @@ def llvmpipe_threads(cores: int) -> str:
     return str(cores if cores > 1 else 0)
 
 
-def worker_env(workers: int) -> None:
-    """llvmpipe starts one raster thread per core in every process: share the cores instead."""
+def worker_lp_threads(workers: int) -> Optional[str]:
+    """llvmpipe starts one raster thread per core in every process: with several workers, the
+    LP_NUM_THREADS each should have to share the cores instead; None to leave it alone (one
+    worker, or the user set it)."""
     if workers > 1 and "LP_NUM_THREADS" not in os.environ:
-        os.environ["LP_NUM_THREADS"] = llvmpipe_threads((os.cpu_count() or 1) // workers)
+        return llvmpipe_threads((os.cpu_count() or 1) // workers)
+    return None
+
+
+@contextmanager
+def worker_env(workers: int):
+    """LP_NUM_THREADS for this process's worker share while the block runs (make its GL
+    context inside: llvmpipe reads the variable then), restored after it, so neither later
+    runs in this Python process nor processes it starts afterwards inherit it."""
+    lp = worker_lp_threads(workers)
+    if lp is None:
+        yield
+        return
+    os.environ["LP_NUM_THREADS"] = lp
+    try:
+        yield
+    finally:
+        os.environ.pop("LP_NUM_THREADS", None)
 
 
 def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
@@ -198,13 +220,13 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
 
     from omegaconf import OmegaConf
 
-    worker_env(workers)
     ctx = mp.get_context("spawn")  # never fork a process that may hold a GL context
     cfg_yaml = OmegaConf.to_yaml(cfg)
+    lp_threads = worker_lp_threads(workers)
 
     def new_pool():
         return ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(cfg_yaml, output_dir, parts_dir))
+                                   initargs=(cfg_yaml, output_dir, parts_dir, lp_threads))
 
     queue = deque(todo)  # images nobody has started
     crash = (_crash_spec() or (None,))[0]  # the crash test hook's image: left to helpers

@@ -137,8 +137,8 @@ def run(cfg) -> Summary:
         if cfg.engine == "ray":  # the cluster's nodes render; this one only needs to reach Ray
             disconnect = engines.connect_ray(cfg)
         else:
-            engines.worker_env(workers)  # before this process's GL context: it makes images too
-            pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
+            with engines.worker_env(workers):  # this process makes images too: its GL context
+                pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
         parts_dir = prepare_output(cfg, library.categories)
     except BaseException:
         pipe.close()

@@ -63,10 +63,16 @@ def test_helper_dying_idle_is_replaced(reference, tmp_path, monkeypatch, caplog)
     from concurrent.futures.process import ProcessPoolExecutor
 
     from simgen.config import compose
+    from simgen.engines import llvmpipe_threads
     from simgen.runner import run
 
     class DiesIdle(ProcessPoolExecutor):
         killed = False
+        initargs = []
+
+        def __init__(self, *args, **kwargs):
+            DiesIdle.initargs.append(kwargs["initargs"])
+            super().__init__(*args, **kwargs)
 
         def submit(self, fn, *args):
             futures = self.__dict__.setdefault("futures", [])
@@ -83,10 +89,15 @@ def test_helper_dying_idle_is_replaced(reference, tmp_path, monkeypatch, caplog)
             return futures[-1]
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DiesIdle)
-    monkeypatch.setenv("LP_NUM_THREADS", "1")  # set: worker_env leaves this test process's environment alone
+    monkeypatch.delenv("LP_NUM_THREADS", raising=False)
     out = str(tmp_path / "idle")
     summary = run(compose([*BASE, f"output_dir={out}", "workers=2"]))
     assert DiesIdle.killed and summary.made == 10
+    # Helpers, the replacement too, get their share of the cores for llvmpipe; this process
+    # had it only while making its GL context: no later run or child process inherits it.
+    share = llvmpipe_threads((os.cpu_count() or 1) // 2)
+    assert [a[-1] for a in DiesIdle.initargs] == [share, share]
+    assert "LP_NUM_THREADS" not in os.environ
     assert "a worker process died" in caplog.text
     assert_same_dataset(reference, out)
 
