@@ -213,6 +213,31 @@ def shared_renderer(width: int, height: int, shadows: bool = True, shadow_map_si
     return r
 
 
+_UNIFORM_LOCATIONS: Dict[Tuple[int, str], int] = {}  # (GL program id, uniform name) -> location
+
+
+def _cache_uniform_locations() -> None:
+    """pyrender asks GL for a uniform's location each time it sets one: ~550 PyOpenGL calls an
+    image. A linked program's locations never change, so remember them per (program, name).
+    GL reuses program ids (a new context numbers them from the start again), so the table is
+    emptied wherever programs are deleted: set_shadow_filter, which every new renderer calls."""
+    import pyrender.shader_program as sp
+
+    if getattr(sp.glGetUniformLocation, "simgen_cached", False):
+        return
+    lookup = sp.glGetUniformLocation
+
+    def cached(program, name):
+        key = (program, name)
+        loc = _UNIFORM_LOCATIONS.get(key)
+        if loc is None:
+            loc = _UNIFORM_LOCATIONS[key] = lookup(program, name)
+        return loc
+
+    cached.simgen_cached = True
+    sp.glGetUniformLocation = cached
+
+
 class PyrenderRenderer:
     """Caches one pyrender mesh per (asset, slot) and moves nodes with set_pose."""
 
@@ -247,6 +272,7 @@ class PyrenderRenderer:
         self._or_mode = False
         self._casters = None  # (centre (3,), radius) of the labeled objects: shadow frusta
         self._install_or_mode_hook()
+        _cache_uniform_locations()
         self._Node = _keyed_node_class(pyrender)
         self._scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.2] * 3)
         self._pool: Dict[str, List[Tuple[object, object, Optional[object]]]] = {}
@@ -272,6 +298,7 @@ class PyrenderRenderer:
 
         inner = self._r._renderer
         inner._program_cache.clear()
+        _UNIFORM_LOCATIONS.clear()
         self._dummy_slots: Dict[int, tuple] = {}  # program id -> light counts its absent-light slots are set for
         inner._program_cache = ShaderProgramCache(shader_dir=_shader_dir(shadow_filter))
         self._shadow_filter = shadow_filter

@@ -124,6 +124,27 @@ def test_shadows_and_bounds_under_numpy2(renderer, library, shadow_filter):
     assert np.abs(diff[outside]).max() <= 2
 
 
+def test_a_new_gl_context_forgets_old_uniform_locations(library):
+    """simgen remembers shader uniform locations per GL program id. A new GL context numbers
+    its programs from the start again, in the order the scene needs them: here program 6 is
+    the untextured mesh program with the cube, the textured one with the duck. Locations
+    remembered from the duck's context must not be used in the cube's next one."""
+    import simgen.render as render
+
+    cam = camera([0.0, -0.6, 0.6], [0.05, 0.0, 0.0])
+    cube = scene([("cube", [0.0, 0.0, 0.035], None, 1.0)], cam)
+    duck = scene([("duck", [0.08, 0.05, 0.0], None, 1.0)], cam)
+    images = []
+    for sc in (cube, duck, cube):
+        render._UNIFORM_LOCATIONS.clear() if sc is duck else None  # the duck's context remembers first
+        r = render.PyrenderRenderer(320, 240)
+        try:
+            images.append(r.render(sc, library).rgb)
+        finally:
+            r.close()
+    assert (images[0] == images[2]).all()
+
+
 def test_one_pass_unoccluded_masks_equal_solo_renders(renderer, library):
     """The OR-combined pass gives, bit for bit, the mask of each object rendered alone."""
     from simgen.render import encode_id
