@@ -10,12 +10,14 @@ dies (killed, out of memory, node lost) has its unfinished images run again, at 
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError, SimGenError
 from .pipeline import Pipeline, commit_image, part_path
@@ -52,7 +54,7 @@ def shard_range(num_images: int, count: int, index: Optional[int]) -> Shard:
     return Shard(index * num_images // count, (index + 1) * num_images // count)
 
 
-def plan_shards(todo: Sequence[int], size: int) -> List[Shard]:
+def plan_shards(todo: Iterable[int], size: int) -> List[Shard]:
     """Cut the (sorted) indices still to make into contiguous shards of at most ``size``."""
     shards: List[Shard] = []
     for i in todo:
@@ -100,13 +102,38 @@ def make_and_commit(pipe: Pipeline, index: int, output_dir: str, parts_dir: str)
     return dict(sample.timings)
 
 
+class Indices:
+    """Sorted image indices held as contiguous ranges: a million-image run's to-do list, or a
+    shard folder's finished images, costs memory per gap, not per image (a list of 10M ints
+    is ~360 MB in the main process)."""
+
+    def __init__(self, indices: Iterable[int] = ()):
+        self.ranges = plan_shards(indices, 1 << 62)  # indices: sorted, each once
+        self._starts = [s.start for s in self.ranges]
+
+    def __len__(self) -> int:
+        return sum(s.stop - s.start for s in self.ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(s.indices for s in self.ranges)
+
+    def __contains__(self, index: int) -> bool:
+        k = bisect.bisect_right(self._starts, index) - 1
+        return k >= 0 and index < self.ranges[k].stop
+
+
 def _is_done(parts_dir: str, index: int) -> bool:
     return os.path.isfile(part_path(parts_dir, index))
 
 
-def done_indices(parts_dir: str, indices) -> List[int]:
-    """The indices among ``indices`` whose image is complete (its part record exists)."""
-    return [i for i in indices if _is_done(parts_dir, i)]
+def done_indices(parts_dir: str, indices: Iterable[int]) -> Indices:
+    """The indices among (sorted) ``indices`` whose image is complete (its part record exists)."""
+    return Indices(i for i in indices if _is_done(parts_dir, i))
+
+
+def missing_indices(parts_dir: str, indices: Iterable[int]) -> Indices:
+    """The indices among (sorted) ``indices`` whose image is not complete yet."""
+    return Indices(i for i in indices if not _is_done(parts_dir, i))
 
 
 def format_ranges(indices: Sequence[int], most: int = 6) -> str:
@@ -194,7 +221,7 @@ def worker_env(workers: int):
         os.environ.pop("LP_NUM_THREADS", None)
 
 
-def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: str, workers: int,
+def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: str, workers: int,
               on_done: OnDone) -> None:
     """Make ``todo`` here, helped by ``workers - 1`` spawned processes when workers > 1.
 
@@ -228,7 +255,16 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
         return ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_init_worker,
                                    initargs=(cfg_yaml, output_dir, parts_dir, lp_threads))
 
-    queue = deque(todo)  # images nobody has started
+    fresh = iter(todo)
+    queue: deque = deque()  # images nobody has started: a few drawn from `fresh` at a time, retries first
+
+    def fill() -> None:
+        while len(queue) < 2 * helpers + 2:
+            i = next(fresh, None)
+            if i is None:
+                return
+            queue.append(i)
+
     crash = (_crash_spec() or (None,))[0]  # the crash test hook's image: left to helpers
     pending: Dict[object, int] = {}  # helper futures -> image index
     lost: List[int] = []  # in flight on a helper that died with no retries left
@@ -236,7 +272,10 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
     used = 0
     ex = new_pool()
     try:
-        while queue or pending:
+        while True:
+            fill()
+            if not (queue or pending):
+                break
             finished = [f for f in pending if f.done()]
             broken = False
             for f in finished:
@@ -283,7 +322,7 @@ def run_local(cfg, pipe: Pipeline, todo: List[int], output_dir: str, parts_dir: 
             elif pending:
                 wait(list(pending), return_when=FIRST_COMPLETED)
             elif ex is None:  # no helper left and only images this process must not make
-                lost += list(queue)
+                lost += [*queue, *fresh]
                 queue.clear()
     except BaseException:
         if ex is not None:
@@ -373,7 +412,7 @@ def connect_ray(cfg) -> Callable[[], None]:
     return ray.shutdown
 
 
-def run_ray(cfg, todo: List[int], output_dir: str, parts_dir: str, on_done: OnDone) -> None:
+def run_ray(cfg, todo: Indices, output_dir: str, parts_dir: str, on_done: OnDone) -> None:
     """Make ``todo`` as Ray tasks, one per shard, on the connected Ray (see connect_ray)."""
     ray = _import_ray()
     from omegaconf import OmegaConf

@@ -147,8 +147,8 @@ def run(cfg) -> Summary:
     out = os.path.abspath(str(cfg.output_dir))
     n = int(cfg.num_images)
     mine = engines.shard_range(n, int(cfg.shards.count), cfg.shards.index)
-    done = set(engines.done_indices(parts_dir, mine.indices))
-    todo = [i for i in mine.indices if i not in done]
+    todo = engines.missing_indices(parts_dir, mine.indices)
+    made, kept = len(todo), len(mine.indices) - len(todo)
     ann_path = os.path.join(out, "annotations.json")
     if todo and os.path.exists(ann_path):
         os.unlink(ann_path)  # stale: the dataset is incomplete until the merge below
@@ -161,7 +161,7 @@ def run(cfg) -> Summary:
         progress.update(1)
 
     t0 = time.perf_counter()
-    progress = _progress(total=len(mine.indices), initial=len(done), enabled=bool(cfg.progress))
+    progress = _progress(total=len(mine.indices), initial=kept, enabled=bool(cfg.progress))
     try:
         if cfg.engine == "ray":
             pipe.close()
@@ -173,19 +173,18 @@ def run(cfg) -> Summary:
         progress.close()
         disconnect()
     seconds = time.perf_counter() - t0
-    made = len(todo)
     stage_seconds = {k: stage[k] / made for k in STAGES if made}
-    complete = len(engines.done_indices(parts_dir, range(n))) == n
+    complete = not engines.missing_indices(parts_dir, range(n)).ranges
     if not complete:  # one shard of several: the others are made elsewhere, then merged
-        return Summary(output_dir=out, num_images=n, made=made, resumed=len(done), seconds=seconds,
+        return Summary(output_dir=out, num_images=n, made=made, resumed=kept, seconds=seconds,
                        instances={}, not_settled=[], stage_seconds=stage_seconds, gl_renderer=made_stats["gl"],
                        shard=mine)
-    summary = finalize(out, extra={"made_this_run": made, "kept": len(done), "seconds": round(seconds, 3),
+    summary = finalize(out, extra={"made_this_run": made, "kept": kept, "seconds": round(seconds, 3),
                                    "images_per_second": round(made / seconds, 3) if seconds > 0 else 0.0,
                                    "workers": workers, "engine": str(cfg.engine),
                                    "mean_stage_seconds": {k: round(v, 5) for k, v in stage_seconds.items()},
                                    "gl_renderer": made_stats["gl"]})
-    summary.made, summary.resumed, summary.seconds = made, len(done), seconds
+    summary.made, summary.resumed, summary.seconds = made, kept, seconds
     summary.stage_seconds, summary.gl_renderer = stage_seconds, made_stats["gl"]
     return summary
 
@@ -230,6 +229,17 @@ def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
                               f"(fix: free space or fix permissions, then run the same command again)") from None
 
 
+class _PartPaths:
+    """The part files of images 0 .. n-1 in order, named as they are read: finalize goes
+    through a million of them without holding a million paths."""
+
+    def __init__(self, parts_dir: str, n: int):
+        self.parts_dir, self.n = parts_dir, n
+
+    def __iter__(self):
+        return (part_path(self.parts_dir, i) for i in range(self.n))
+
+
 def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: str, extra: Optional[dict]):
     from . import __version__
     from .writers import EXPORTERS, coco
@@ -240,7 +250,7 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
                            "z forward); cam_pose is camera-to-world; bbox [x,y,w,h] of the visible "
                            "mask with w = x_max - x_min + 1; depth PNG in millimetres"}
     # Streamed from the part files one image at a time: memory does not grow with the dataset.
-    paths = [part_path(parts_dir, i) for i in range(n)]
+    paths = _PartPaths(parts_dir, n)
     for fmt in cfg.formats:
         if fmt != "coco":
             EXPORTERS[fmt](out, coco.Coco.from_parts(paths, categories, info),
@@ -283,25 +293,28 @@ def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
             raise OutputError(f"'{d}' was made with a different config than '{first_dir}' (differs in: "
                               f"{', '.join(keys)}); fix: merge only shards of one run")
     n = int(cfg.num_images)
-    source: Dict[int, str] = {}
-    for d, _, _ in records:
-        for i in engines.done_indices(os.path.join(d, WORK_DIR, "parts"), range(n)):
-            source.setdefault(i, d)
-    missing = [i for i in range(n) if i not in source]
+    finished = [engines.done_indices(os.path.join(d, WORK_DIR, "parts"), range(n)) for d, _, _ in records]
+    claimed = bytearray(n)  # one byte an image, not a dict entry (~100 bytes)
+    for have in finished:
+        for i in have:
+            claimed[i] = 1
+    missing = engines.Indices(i for i in range(n) if not claimed[i])
     if missing:
         raise OutputError(f"{len(missing)} of {n} images are in none of the shards: indices "
                           f"{engines.format_ranges(missing)}; fix: "
                           f"finish the shard runs that make them (run the same command again), then merge")
     target = os.path.abspath(out) if out else first_dir
     if target != first_dir or len(records) > 1:
-        _merge_into(target, records, source)
+        _merge_into(target, records, finished)
     return finalize(target, extra={"merged_from": [d for d, _, _ in records]})
 
 
-def _merge_into(target: str, records, source: Dict[int, str]) -> None:
+def _merge_into(target: str, records, finished: list) -> None:
+    """Link each image (its files, then its part) into ``target`` from the first of
+    ``records``' folders that has it (``finished``: each folder's complete images)."""
     from .writers.common import link_or_copy as link
 
-    first_dir, first, _ = records[0]
+    first_dir, first, cfg = records[0]
     if os.path.isdir(os.path.join(target, WORK_DIR)):
         rec, _ = _load_run(target)
         if rec["config"] != first["config"]:
@@ -315,18 +328,28 @@ def _merge_into(target: str, records, source: Dict[int, str]) -> None:
         for name in (os.path.join(WORK_DIR, RUN_FILE), "config.yaml"):
             if not os.path.exists(os.path.join(target, name)):
                 shutil.copyfile(os.path.join(first_dir, name), os.path.join(target, name))
-        for i, d in sorted(source.items()):
-            if d == target:
-                continue
-            part_file = part_path(os.path.join(d, WORK_DIR, "parts"), i)
-            img = json.load(open(part_file, encoding="utf-8"))["image"]
-            for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file")):
-                if rel:
-                    link(os.path.join(d, rel), os.path.join(target, rel))
-            link(part_file, part_path(parts_dir, i))  # last: the image is whole
+        linked = bytearray(int(cfg.num_images))
+        for (d, _, _), have in zip(records, finished):
+            for i in have:
+                if linked[i]:
+                    continue
+                linked[i] = 1
+                if d != target:
+                    _link_image(d, i, target, link)
     except OSError as exc:
         raise OutputError(f"cannot merge into '{target}': {os_error_reason(exc)}; fix: free space or "
                           f"choose a writable --out, then merge again") from None
+
+
+def _link_image(source: str, index: int, target: str, link) -> None:
+    """Image ``index``'s files from folder ``source`` into folder ``target``, its part record
+    last: the image is whole once that is there."""
+    part_file = part_path(os.path.join(source, WORK_DIR, "parts"), index)
+    img = json.load(open(part_file, encoding="utf-8"))["image"]
+    for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file")):
+        if rel:
+            link(os.path.join(source, rel), os.path.join(target, rel))
+    link(part_file, part_path(os.path.join(target, WORK_DIR, "parts"), index))
 
 
 class _NoProgress:
