@@ -239,6 +239,8 @@ class RayConfig:
     cpus_per_task: int = 1  # CPUs Ray reserves per task; llvmpipe gets as many raster threads
     shared_storage: bool = False  # true: tasks write into output_dir themselves (same path on
     # every node, e.g. NFS); false: tasks return the encoded files and the driver writes them
+    max_pending: int = 0  # shards submitted and not yet finished, at most; 0: four per task slot
+    # of the cluster (re-read as it grows), at least 16
 
 
 @dataclass
@@ -520,6 +522,8 @@ def validate(cfg) -> None:
          f"({cfg.num_images}), got {sh.count} (fix: shards.count=1)")
     need(sh.index is None or 0 <= sh.index < sh.count, f"shards.index must be between 0 and "
          f"shards.count-1 ({sh.count - 1}), got {sh.index} (fix: shards.index=0, or shards.count=N)")
+    need(cfg.ray.max_pending >= 0, f"ray.max_pending must be >= 0 (0: automatic), got {cfg.ray.max_pending} "
+         f"(fix: ray.max_pending=0)")
     need(cfg.ray.cpus_per_task >= 1, f"ray.cpus_per_task must be >= 1, got {cfg.ray.cpus_per_task} "
          f"(fix: ray.cpus_per_task=1)")
     need(bool(str(cfg.output_dir).strip()), "output_dir is empty (fix: output_dir=out/mydata)")

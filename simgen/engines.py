@@ -423,19 +423,42 @@ def run_ray(cfg, todo: Indices, output_dir: str, parts_dir: str, on_done: OnDone
     env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "LP_NUM_THREADS": llvmpipe_threads(cpus)}
     if os.environ.get(CRASH_ENV):
         env[CRASH_ENV] = os.environ[CRASH_ENV]
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
-    size = int(cfg.shards.size) or auto_shard_size(len(todo), slots)
-    shards = plan_shards(todo, size)
+
+    def slots() -> int:
+        return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+
+    size = int(cfg.shards.size) or auto_shard_size(len(todo), slots())
+    shards = iter(plan_shards(todo, size))
     task = ray.remote(_ray_shard).options(num_cpus=cpus, max_retries=int(cfg.retries),
                                           runtime_env={"env_vars": env})
     cfg_ref = ray.put(OmegaConf.to_yaml(cfg))
     shared = bool(cfg.ray.shared_storage)
-    futures = {task.remote(cfg_ref, s.start, s.stop, output_dir if shared else None,
-                           parts_dir if shared else None): s for s in shards}
+    futures: Dict[object, Shard] = {}
+    limit = 0
+
+    def submit(refresh: bool) -> None:
+        # A bounded number of shards in flight: each ray.wait below looks at every pending
+        # task (all 100k shards of a 10M-image run at once made the driver quadratic), and
+        # finished ones hold their images until the driver takes them. The cluster's size is
+        # re-read now and then, so a cluster that grows (autoscaling) gets more in flight.
+        nonlocal limit
+        if refresh:
+            limit = int(cfg.ray.max_pending) or max(16, 4 * slots())
+        while len(futures) < limit:
+            s = next(shards, None)
+            if s is None:
+                return
+            futures[task.remote(cfg_ref, s.start, s.stop, output_dir if shared else None,
+                                parts_dir if shared else None)] = s
+
+    submit(refresh=True)
     failed: List[Tuple[Shard, str]] = []
+    finished = 0
     while futures:
         ready, _ = ray.wait(list(futures), num_returns=1)
         shard = futures.pop(ready[0])
+        finished += 1
+        submit(refresh=finished % 32 == 0)
         try:
             version, gl, images = ray.get(ready[0])
         except ray.exceptions.RayTaskError as exc:  # the task raised

@@ -35,6 +35,7 @@ def test_overrides_win_over_scene():
     ("lights.types=[laser]", "lights.types"),
     ("workers=0", "workers must be >= 1"),
     ("seed=-1", "seed must be >= 0"),
+    ("ray.max_pending=-1", "ray.max_pending must be >= 0"),
 ])
 def test_bad_values_are_one_line_errors(override, needle):
     with pytest.raises(ConfigError) as info:
