@@ -10,7 +10,6 @@ dies (killed, out of memory, node lost) has its unfinished images run again, at 
 """
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import os
@@ -109,17 +108,12 @@ class Indices:
 
     def __init__(self, indices: Iterable[int] = ()):
         self.ranges = plan_shards(indices, 1 << 62)  # indices: sorted, each once
-        self._starts = [s.start for s in self.ranges]
 
     def __len__(self) -> int:
         return sum(s.stop - s.start for s in self.ranges)
 
     def __iter__(self) -> Iterator[int]:
         return itertools.chain.from_iterable(s.indices for s in self.ranges)
-
-    def __contains__(self, index: int) -> bool:
-        k = bisect.bisect_right(self._starts, index) - 1
-        return k >= 0 and index < self.ranges[k].stop
 
 
 def _is_done(parts_dir: str, index: int) -> bool:
