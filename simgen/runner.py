@@ -229,6 +229,11 @@ def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
                               f"(fix: free space or fix permissions, then run the same command again)") from None
 
 
+# From this many images on, finalize reads and encodes the COCO records in one process per
+# worker (~1 s to start them; 20,000 images: 7.6-8.9 s in one process, 5.1 s with 2 workers).
+PARALLEL_FINALIZE = 20000
+
+
 class _PartPaths:
     """The part files of images 0 .. n-1 in order, named as they are read: finalize goes
     through a million of them without holding a million paths."""
@@ -266,7 +271,11 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
             not_settled.append(img["index"])
         resampled += img["settle"].get("attempts", 1) - 1
 
-    coco.write(out, coco.Coco.from_parts(paths, categories, info, polygons=bool(cfg.coco.polygons)), observe)
+    from .config import effective_workers
+
+    processes = effective_workers(cfg) if n >= PARALLEL_FINALIZE else 1
+    coco.write(out, coco.Coco.from_parts(paths, categories, info, polygons=bool(cfg.coco.polygons),
+                                         processes=processes), observe)
     atomic_write_json(os.path.join(out, "run_summary.json"), {
         "images": n, **(extra or {}), "instances": dict(sorted(instances.items())),
         "not_settled": not_settled, "resampled_scenes": resampled}, indent=1)

@@ -133,6 +133,28 @@ def test_resuming_a_million_image_run_holds_no_per_image_lists(tmp_path, monkeyp
     assert big - small < 2**20, (small, big)
 
 
+def test_finalize_in_several_processes_writes_the_same_bytes(reference, tmp_path, monkeypatch):
+    """Large datasets read and encode their COCO records in one process per worker, a few
+    chunks ahead of the writer; annotation ids still count through the dataset in order."""
+    import shutil
+
+    import simgen.config
+    import simgen.runner
+    from simgen.writers import coco
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    os.unlink(out / "annotations.json")
+    monkeypatch.setattr(simgen.runner, "PARALLEL_FINALIZE", 0)
+    monkeypatch.setattr(simgen.config, "effective_workers", lambda cfg: 2)
+    monkeypatch.setattr(coco, "CHUNK", 3)  # 10 images: 4 chunks over 2 processes
+    summary = simgen.runner.finalize(str(out))
+    assert open(out / "annotations.json", "rb").read() == open(os.path.join(reference, "annotations.json"), "rb").read()
+    ref = json.load(open(os.path.join(reference, "run_summary.json")))
+    assert summary.instances == ref["instances"] and summary.not_settled == ref["not_settled"]
+    assert summary.resampled == ref["resampled_scenes"]
+
+
 def test_image_that_keeps_crashing_is_reported_then_resumed(reference, tmp_path):
     out = str(tmp_path / "c")
     marker = tmp_path / "crashed"

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -78,6 +78,9 @@ def rle_to_polygons(rle: dict) -> List[List[float]]:
     return polys
 
 
+Encoded = Tuple[dict, List[dict], str, List[str]]  # image, annotations, and their JSON texts
+
+
 class Coco:
     """A COCO dataset read one image at a time: ``for image, annotations in ds`` yields each
     image record (with ``id``) and its annotations (with ``id``, ``image_id``,
@@ -85,41 +88,48 @@ class Coco:
     memory at a time, so writing or exporting a million-image dataset needs no more memory
     than a small one. ``categories`` and ``info`` are the COCO sections."""
 
-    def __init__(self, info: dict, categories: List[dict], images: Callable[[], Iterator[Tuple[dict, List[dict]]]]):
+    def __init__(self, info: dict, categories: List[dict], images: Callable[[], Iterator[Tuple[dict, List[dict]]]],
+                 encoded: Optional[Callable[[], Iterator[Encoded]]] = None):
         self.info = info
         self.categories = categories
         self._images = images
+        self._encoded = encoded
 
     def __iter__(self) -> Iterator[Tuple[dict, List[dict]]]:
         return iter(self._images())
 
+    def encoded(self) -> Iterator[Encoded]:
+        """Each image and its annotations with their compact JSON texts, in index order. Read
+        by several processes (``from_parts(processes=N)``), the records beside the texts are
+        summaries: the image's ``SUMMARY_KEYS`` and each annotation's ``id`` and
+        ``category_id`` (all that writing and counting need; the texts are complete)."""
+        if self._encoded is not None:
+            return self._encoded()
+        return ((img, anns, _dumps(img), [_dumps(a) for a in anns]) for img, anns in self)
+
     @classmethod
-    def from_parts(cls, paths: Sequence[str], categories: List[str], info: dict,
-                   polygons: bool = False) -> "Coco":
+    def from_parts(cls, paths: Iterable[str], categories: List[str], info: dict,
+                   polygons: bool = False, processes: int = 1) -> "Coco":
         """From per-image part files (``image_part`` records), given in image-index order;
-        with ``polygons`` the visible masks become polygons instead of RLE."""
+        with ``polygons`` the visible masks become polygons instead of RLE. With
+        ``processes`` > 1, :meth:`encoded` reads, converts and encodes the parts in that many
+        processes, in chunks, a few chunks ahead of the writer (same bytes)."""
         cat_ids = {c: i + 1 for i, c in enumerate(categories)}
 
         def images():
             next_id = 1
             for path in paths:
-                with open(path, encoding="utf-8") as f:
-                    part = json.load(f)
-                img = dict(part["image"])
-                img["id"] = img["index"] + 1
-                anns = []
-                for a in part["annotations"]:
-                    a = dict(a)
+                img, anns = _from_part(path, cat_ids, polygons)
+                for a in anns:
                     a["id"] = next_id
                     next_id += 1
-                    a["image_id"] = img["id"]
-                    a["category_id"] = cat_ids[a.pop("category")]
-                    if polygons:
-                        a["segmentation"] = rle_to_polygons(a["segmentation"])
-                    anns.append(a)
                 yield img, anns
 
-        return cls(info, [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()], images)
+        def encoded():
+            return _encoded_in_processes(paths, cat_ids, polygons, processes)
+
+        return cls(info, [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()], images,
+                   encoded if processes > 1 else None)
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Coco":
@@ -132,6 +142,79 @@ class Coco:
                 yield img, by_image[img["id"]]
 
         return cls(doc.get("info", {}), doc["categories"], images)
+
+
+def _from_part(path: str, cat_ids: Dict[str, int], polygons: bool) -> Tuple[dict, List[dict]]:
+    """One part file as its COCO image record and annotations (their ``id`` set to 0)."""
+    with open(path, encoding="utf-8") as f:
+        part = json.load(f)
+    img = dict(part["image"])
+    img["id"] = img["index"] + 1
+    anns = []
+    for a in part["annotations"]:
+        a = dict(a)
+        a["id"] = 0  # annotation ids count through the dataset: set by the reader in order
+        a["image_id"] = img["id"]
+        a["category_id"] = cat_ids[a.pop("category")]
+        if polygons:
+            a["segmentation"] = rle_to_polygons(a["segmentation"])
+        anns.append(a)
+    return img, anns
+
+
+_ID_MARK = ',"id":0,"image_id":'  # in an annotation's text: "id" is set just before "image_id"
+SUMMARY_KEYS = ("id", "index", "split", "settle")  # of an image, as encoded() gives it from processes
+CHUNK = 200  # part files per task of a parallel read (~4 MB of text in flight each)
+
+
+def _encode_chunk(paths: List[str], cat_ids: Dict[str, int], polygons: bool) -> List[tuple]:
+    """A process's share of :meth:`Coco.encoded`: per image its summary (see there), its
+    text, and its annotations' category ids and texts split around their ``"id":0``."""
+    out = []
+    for path in paths:
+        img, anns = _from_part(path, cat_ids, polygons)
+        texts = []
+        for a in anns:
+            t = _dumps(a)
+            k = t.rindex(_ID_MARK)
+            texts.append((a["category_id"], t[:k + 6], t[k + 7:]))
+        out.append(({k: img[k] for k in SUMMARY_KEYS if k in img}, _dumps(img), texts))
+    return out
+
+
+def _encoded_in_processes(paths: Iterable[str], cat_ids: Dict[str, int], polygons: bool,
+                          processes: int) -> Iterator[Encoded]:
+    import itertools
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    def chunk_paths():
+        it = iter(paths)
+        while True:
+            chunk = list(itertools.islice(it, CHUNK))
+            if not chunk:
+                return
+            yield chunk
+
+    chunks = chunk_paths()
+    next_id = 1
+    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as ex:
+        ahead: deque = deque()
+        for chunk in itertools.islice(chunks, 2 * processes):  # bounded: results wait in memory
+            ahead.append(ex.submit(_encode_chunk, chunk, cat_ids, polygons))
+        while ahead:
+            done = ahead.popleft().result()
+            chunk = next(chunks, None)
+            if chunk is not None:
+                ahead.append(ex.submit(_encode_chunk, chunk, cat_ids, polygons))
+            for img, img_text, split in done:
+                anns, texts = [], []
+                for category_id, head, tail in split:
+                    anns.append({"id": next_id, "category_id": category_id})
+                    texts.append(f"{head}{next_id}{tail}")
+                    next_id += 1
+                yield img, anns, img_text, texts
 
 
 class _JsonDoc:
@@ -182,8 +265,7 @@ def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict
     whole = _JsonDoc(os.path.join(output_dir, ANNOTATIONS_FILE), head)
     splits: Dict[str, _JsonDoc] = {}
     try:
-        for img, anns in ds:
-            text = _dumps(img), [_dumps(a) for a in anns]  # encoded once, for both files
+        for img, anns, *text in ds.encoded():  # encoded once, for both files
             whole.add(*text)
             name = img.get("split", "train")
             if name not in splits:
