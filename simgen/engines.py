@@ -291,7 +291,11 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
             if broken:
                 dead = sorted(pending.values())
                 pending.clear()
-                ex.shutdown(wait=False, cancel_futures=True)
+                # Wait for the broken pool's manager thread (it has terminated the other
+                # helpers): left running, it can close its wake-up pipe just as the
+                # interpreter's exit hook writes to it, and "OSError: Bad file descriptor"
+                # lands on stderr after simgen's error line (CPython 3.11 race, seen in CI).
+                ex.shutdown(wait=True, cancel_futures=True)
                 ex = None
                 redo = []
                 for i in dead:
