@@ -302,11 +302,16 @@ def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
             raise OutputError(f"'{d}' was made with a different config than '{first_dir}' (differs in: "
                               f"{', '.join(keys)}); fix: merge only shards of one run")
     n = int(cfg.num_images)
-    finished = [engines.done_indices(os.path.join(d, WORK_DIR, "parts"), range(n)) for d, _, _ in records]
     claimed = bytearray(n)  # one byte an image, not a dict entry (~100 bytes)
-    for have in finished:
+
+    def claim(have):  # the finished images of a folder that no earlier folder has
         for i in have:
-            claimed[i] = 1
+            if not claimed[i]:
+                claimed[i] = 1
+                yield i
+
+    owned = [engines.Indices(claim(engines.done_indices(os.path.join(d, WORK_DIR, "parts"), range(n))))
+             for d, _, _ in records]
     missing = engines.Indices(i for i in range(n) if not claimed[i])
     if missing:
         raise OutputError(f"{len(missing)} of {n} images are in none of the shards: indices "
@@ -314,16 +319,16 @@ def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
                           f"finish the shard runs that make them (run the same command again), then merge")
     target = os.path.abspath(out) if out else first_dir
     if target != first_dir or len(records) > 1:
-        _merge_into(target, records, finished)
+        _merge_into(target, records, owned)
     return finalize(target, extra={"merged_from": [d for d, _, _ in records]})
 
 
-def _merge_into(target: str, records, finished: list) -> None:
-    """Link each image (its files, then its part) into ``target`` from the first of
-    ``records``' folders that has it (``finished``: each folder's complete images)."""
+def _merge_into(target: str, records, owned: list) -> None:
+    """Link each image (its files, then its part) into ``target`` from the folder of
+    ``records`` that owns it (``owned``: per folder, the images it is the first to have)."""
     from .writers.common import link_or_copy as link
 
-    first_dir, first, cfg = records[0]
+    first_dir, first, _ = records[0]
     if os.path.isdir(os.path.join(target, WORK_DIR)):
         rec, _ = _load_run(target)
         if rec["config"] != first["config"]:
@@ -337,13 +342,9 @@ def _merge_into(target: str, records, finished: list) -> None:
         for name in (os.path.join(WORK_DIR, RUN_FILE), "config.yaml"):
             if not os.path.exists(os.path.join(target, name)):
                 shutil.copyfile(os.path.join(first_dir, name), os.path.join(target, name))
-        linked = bytearray(int(cfg.num_images))
-        for (d, _, _), have in zip(records, finished):
-            for i in have:
-                if linked[i]:
-                    continue
-                linked[i] = 1
-                if d != target:
+        for (d, _, _), mine in zip(records, owned):
+            if d != target:
+                for i in mine:
                     _link_image(d, i, target, link)
     except OSError as exc:
         raise OutputError(f"cannot merge into '{target}': {os_error_reason(exc)}; fix: free space or "

@@ -176,8 +176,8 @@ def _encode_chunk(paths: List[str], cat_ids: Dict[str, int], polygons: bool) -> 
         texts = []
         for a in anns:
             t = _dumps(a)
-            k = t.rindex(_ID_MARK)
-            texts.append((a["category_id"], t[:k + 6], t[k + 7:]))
+            k = t.rindex(_ID_MARK) + len(',"id":')  # at the 0
+            texts.append((a["category_id"], t[:k], t[k + 1:]))
         out.append(({k: img[k] for k in SUMMARY_KEYS if k in img}, _dumps(img), texts))
     return out
 
