@@ -54,7 +54,7 @@ def _export(args: List[str]) -> int:
     import os
 
     from .errors import SimGenError
-    from .writers import EXPORTERS
+    from .writers import EXPORTERS, export
     from .writers.coco import Coco
 
     ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
@@ -71,8 +71,8 @@ def _export(args: List[str]) -> int:
         raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
                           f"or finish the run)")
     coco = Coco.from_doc(json.load(open(path, encoding="utf-8")))
-    for f in fmts:
-        print(f"simgen: wrote {EXPORTERS[f](a.dataset, coco, {'yolo_segments': a.segments})}")
+    for folder in export(a.dataset, coco, fmts, {"yolo_segments": a.segments}):
+        print(f"simgen: wrote {folder}")
     return 0
 
 

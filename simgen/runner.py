@@ -229,8 +229,9 @@ def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
                               f"(fix: free space or fix permissions, then run the same command again)") from None
 
 
-# From this many images on, finalize reads and encodes the COCO records in one process per
-# worker (~1 s to start them; 20,000 images: 7.6-8.9 s in one process, 5.1 s with 2 workers).
+# From this many images on, finalize reads and encodes the COCO records, and writes the other
+# formats' files, in one process per worker (~1 s to start them; 20,000 images, COCO only:
+# 7.6-8.9 s in one process, 5.1 s with 2 workers).
 PARALLEL_FINALIZE = 20000
 
 
@@ -255,11 +256,11 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
                            "z forward); cam_pose is camera-to-world; bbox [x,y,w,h] of the visible "
                            "mask with w = x_max - x_min + 1; depth PNG in millimetres"}
     # Streamed from the part files one image at a time: memory does not grow with the dataset.
+    # One pass writes COCO and every other format.
     paths = _PartPaths(parts_dir, n)
-    for fmt in cfg.formats:
-        if fmt != "coco":
-            EXPORTERS[fmt](out, coco.Coco.from_parts(paths, categories, info),
-                           {"yolo_segments": bool(cfg.yolo.segments)})
+    plain = coco.Coco.from_parts(paths, categories, info)
+    exporters = [EXPORTERS[fmt](out, plain.categories, {"yolo_segments": bool(cfg.yolo.segments)})
+                 for fmt in cfg.formats if fmt != "coco"]
     instances: Counter = Counter()
     not_settled: List[int] = []
     resampled = 0
@@ -275,7 +276,7 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
 
     processes = effective_workers(cfg) if n >= PARALLEL_FINALIZE else 1
     coco.write(out, coco.Coco.from_parts(paths, categories, info, polygons=bool(cfg.coco.polygons),
-                                         processes=processes), observe)
+                                         processes=processes), observe, exporters, plain)
     atomic_write_json(os.path.join(out, "run_summary.json"), {
         "images": n, **(extra or {}), "instances": dict(sorted(instances.items())),
         "not_settled": not_settled, "resampled_scenes": resampled}, indent=1)

@@ -149,14 +149,46 @@ def test_export_after_the_fact_matches_the_run(dataset, tmp_path):
     r = run_cli("export", d, "--to", "yolo,voc")
     assert r.returncode == 0, r.stderr
     for fmt in ("yolo", "voc"):
-        cmp = filecmp.dircmp(os.path.join(dataset, fmt), os.path.join(d, fmt))
-        stack = [cmp]
-        while stack:
-            c = stack.pop()
-            assert not c.diff_files and not c.left_only and not c.right_only, (fmt, c.diff_files)
-            stack.extend(c.subdirs.values())
+        assert_same_tree(os.path.join(dataset, fmt), os.path.join(d, fmt))
     r = run_cli("export", str(tmp_path / "nothing"), "--to", "yolo")
     assert r.returncode != 0 and "annotations.json is missing" in r.stderr
+
+
+def assert_same_tree(a, b):
+    stack = [filecmp.dircmp(a, b)]
+    while stack:
+        c = stack.pop()
+        assert not c.diff_files and not c.left_only and not c.right_only, (c.left, c.diff_files, c.left_only,
+                                                                           c.right_only)
+        stack.extend(c.subdirs.values())
+
+
+def test_large_finalize_writes_every_format_in_several_processes(dataset, tmp_path, monkeypatch):
+    """From PARALLEL_FINALIZE images on, the processes that read the part files also write
+    the YOLO and VOC files; the main process collects their summaries in order (split lists,
+    data.yaml). Same files, same bytes as the run's one-process finalize. A failure in one
+    of them (an image gone) stops finalize with the one-line error and leaves no export."""
+    import simgen.config
+    import simgen.runner
+    from simgen.errors import OutputError
+    from simgen.writers import coco
+
+    out = tmp_path / "copy"
+    shutil.copytree(dataset, out, ignore=shutil.ignore_patterns("yolo", "voc", "annotations*.json"))
+    monkeypatch.setattr(simgen.runner, "PARALLEL_FINALIZE", 0)
+    monkeypatch.setattr(simgen.config, "effective_workers", lambda cfg: 2)
+    monkeypatch.setattr(coco, "CHUNK", 3)  # 8 images: 3 chunks over 2 processes
+    simgen.runner.finalize(str(out))
+    for name in ("yolo", "voc"):
+        assert_same_tree(os.path.join(dataset, name), str(out / name))
+    for name in ("annotations.json", "annotations_train.json", "annotations_val.json", "annotations_test.json"):
+        assert open(out / name, "rb").read() == open(os.path.join(dataset, name), "rb").read()
+    for name in ("yolo", "voc", "annotations.json"):
+        (shutil.rmtree if os.path.isdir(out / name) else os.unlink)(out / name)
+    os.unlink(out / "images" / "000005.png")
+    with pytest.raises(OutputError, match="cannot write the dataset files"):
+        simgen.runner.finalize(str(out))
+    assert sorted(os.listdir(out)) == sorted(set(os.listdir(dataset)) - {"yolo", "voc", "annotations.json"})
 
 
 def test_bop_export_reprojects_models_onto_masks(tmp_path, monkeypatch):
@@ -192,12 +224,12 @@ def test_bop_export_reprojects_models_onto_masks(tmp_path, monkeypatch):
     assert checked >= 3
     # Scenes are split into folders of SCENE_SIZE indices (one folder's ground truth in memory):
     # with 2 per folder, the same ground truth spread over 000000/ and 000001/.
-    from simgen.writers import bop
+    from simgen.writers import bop, export
     from simgen.writers.coco import Coco
 
     whole = {f: json.load(open(os.path.join(scene_dir, f))) for f in ("scene_gt.json", "scene_camera.json")}
     monkeypatch.setattr(bop, "SCENE_SIZE", 2)
-    bop.export(out, Coco.from_doc(json.load(open(os.path.join(out, "annotations.json")))), {})
+    export(out, Coco.from_doc(json.load(open(os.path.join(out, "annotations.json")))), ["bop"], {})
     split = os.path.join(out, "bop", "train")
     assert sorted(os.listdir(split)) == ["000000", "000001"]
     for f, data in whole.items():

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def rle_to_polygons(rle: dict) -> List[List[float]]:
     return polys
 
 
-Encoded = Tuple[dict, List[dict], str, List[str]]  # image, annotations, and their JSON texts
+Encoded = Tuple[dict, List[dict], str, List[str], list]  # image, annotations, their JSON texts, export summaries
 
 
 class Coco:
@@ -98,14 +98,17 @@ class Coco:
     def __iter__(self) -> Iterator[Tuple[dict, List[dict]]]:
         return iter(self._images())
 
-    def encoded(self) -> Iterator[Encoded]:
-        """Each image and its annotations with their compact JSON texts, in index order. Read
-        by several processes (``from_parts(processes=N)``), the records beside the texts are
-        summaries: the image's ``SUMMARY_KEYS`` and each annotation's ``id`` and
-        ``category_id`` (all that writing and counting need; the texts are complete)."""
+    def encoded(self, exporters: Sequence = ()) -> Iterator[Encoded]:
+        """Each image and its annotations with their compact JSON texts, in index order, and
+        what each of ``exporters`` (begun :class:`~.common.Exporter` s) made of the image: the
+        list of their ``image`` summaries. Read by several processes
+        (``from_parts(processes=N)``), the records beside the texts are summaries: the
+        image's ``SUMMARY_KEYS`` and each annotation's ``id`` and ``category_id`` (all that
+        writing and counting need; the texts are complete)."""
         if self._encoded is not None:
-            return self._encoded()
-        return ((img, anns, _dumps(img), [_dumps(a) for a in anns]) for img, anns in self)
+            return self._encoded(exporters)
+        return ((img, anns, _dumps(img), [_dumps(a) for a in anns], [e.image(img, anns) for e in exporters])
+                for img, anns in self)
 
     @classmethod
     def from_parts(cls, paths: Iterable[str], categories: List[str], info: dict,
@@ -125,8 +128,8 @@ class Coco:
                     next_id += 1
                 yield img, anns
 
-        def encoded():
-            return _encoded_in_processes(paths, cat_ids, polygons, processes)
+        def encoded(exporters):
+            return _encoded_in_processes(paths, cat_ids, polygons, processes, exporters)
 
         return cls(info, [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()], images,
                    encoded if processes > 1 else None)
@@ -167,9 +170,18 @@ SUMMARY_KEYS = ("id", "index", "split", "settle")  # of an image, as encoded() g
 CHUNK = 200  # part files per task of a parallel read (~4 MB of text in flight each)
 
 
+_EXPORTERS: tuple = ()  # in a process of a parallel read: copies of the begun exporters
+
+
+def _set_exporters(exporters: tuple) -> None:
+    global _EXPORTERS
+    _EXPORTERS = exporters
+
+
 def _encode_chunk(paths: List[str], cat_ids: Dict[str, int], polygons: bool) -> List[tuple]:
     """A process's share of :meth:`Coco.encoded`: per image its summary (see there), its
-    text, and its annotations' category ids and texts split around their ``"id":0``."""
+    text, its annotations' category ids and texts split around their ``"id":0``, and the
+    exporters' summaries (their files for the image written here)."""
     out = []
     for path in paths:
         img, anns = _from_part(path, cat_ids, polygons)
@@ -178,12 +190,13 @@ def _encode_chunk(paths: List[str], cat_ids: Dict[str, int], polygons: bool) -> 
             t = _dumps(a)
             k = t.rindex(_ID_MARK) + len(',"id":')  # at the 0
             texts.append((a["category_id"], t[:k], t[k + 1:]))
-        out.append(({k: img[k] for k in SUMMARY_KEYS if k in img}, _dumps(img), texts))
+        exported = [e.image(img, anns) for e in _EXPORTERS]
+        out.append(({k: img[k] for k in SUMMARY_KEYS if k in img}, _dumps(img), texts, exported))
     return out
 
 
 def _encoded_in_processes(paths: Iterable[str], cat_ids: Dict[str, int], polygons: bool,
-                          processes: int) -> Iterator[Encoded]:
+                          processes: int, exporters: Sequence = ()) -> Iterator[Encoded]:
     import itertools
     import multiprocessing as mp
     from collections import deque
@@ -199,7 +212,8 @@ def _encoded_in_processes(paths: Iterable[str], cat_ids: Dict[str, int], polygon
 
     chunks = chunk_paths()
     next_id = 1
-    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"),
+                             initializer=_set_exporters, initargs=(tuple(exporters),)) as ex:
         ahead: deque = deque()
         for chunk in itertools.islice(chunks, 2 * processes):  # bounded: results wait in memory
             ahead.append(ex.submit(_encode_chunk, chunk, cat_ids, polygons))
@@ -208,13 +222,13 @@ def _encoded_in_processes(paths: Iterable[str], cat_ids: Dict[str, int], polygon
             chunk = next(chunks, None)
             if chunk is not None:
                 ahead.append(ex.submit(_encode_chunk, chunk, cat_ids, polygons))
-            for img, img_text, split in done:
+            for img, img_text, split, exported in done:
                 anns, texts = [], []
                 for category_id, head, tail in split:
                     anns.append({"id": next_id, "category_id": category_id})
                     texts.append(f"{head}{next_id}{tail}")
                     next_id += 1
-                yield img, anns, img_text, texts
+                yield img, anns, img_text, texts, exported
 
 
 class _JsonDoc:
@@ -257,22 +271,31 @@ def _dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict]], None]] = None) -> None:
+def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict]], None]] = None,
+          exporters: Sequence = (), plain: Optional[Coco] = None) -> None:
     """Write annotations.json (last: its appearance marks the dataset complete), plus
-    annotations_<split>.json when the images fall in more than one split, in one streaming
-    pass over ``ds``. ``observe(image, annotations)`` is called for every image on the way."""
+    annotations_<split>.json when the images fall in more than one split, and every format
+    of ``exporters`` (:class:`~.common.Exporter` s, begun here with ``plain``: the same
+    records, default ``ds``), in one streaming pass over ``ds``. ``observe(image,
+    annotations)`` is called for every image on the way."""
     head = _dumps({"info": ds.info, "licenses": [], "categories": ds.categories})[:-1]
     whole = _JsonDoc(os.path.join(output_dir, ANNOTATIONS_FILE), head)
     splits: Dict[str, _JsonDoc] = {}
     try:
-        for img, anns, *text in ds.encoded():  # encoded once, for both files
-            whole.add(*text)
+        for e in exporters:
+            e.begin(plain if plain is not None else ds)
+        for img, anns, img_text, ann_texts, exported in ds.encoded(exporters):  # encoded once, for both files
+            whole.add(img_text, ann_texts)
             name = img.get("split", "train")
             if name not in splits:
                 splits[name] = _JsonDoc(os.path.join(output_dir, f"annotations_{name}.json"), head)
-            splits[name].add(*text)
+            splits[name].add(img_text, ann_texts)
+            for e, summary in zip(exporters, exported):
+                e.collect(summary)
             if observe is not None:
                 observe(img, anns)
+        for e in exporters:
+            e.end()
         several = len(splits) > 1
         for name in ("train", "val", "test"):
             if several and name in splits:
@@ -283,3 +306,5 @@ def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict
     finally:
         for doc in (whole, *splits.values()):
             doc.discard()
+        for e in exporters:
+            e.discard()

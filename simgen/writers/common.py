@@ -24,7 +24,8 @@ def link_or_copy(src: str, dst: str) -> None:
 
 
 def fresh_dir(path: str) -> str:
-    """A temporary sibling folder to build an export in; swap it in with :func:`commit_dir`."""
+    """A temporary sibling folder to build an export in (``path`` + '.tmp-export', empty);
+    swap it in with :func:`commit_dir`."""
     tmp = path + ".tmp-export"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
@@ -46,3 +47,43 @@ def read_mask(dataset: str, image: dict) -> np.ndarray:
     from ..io import read_png
 
     return read_png(os.path.join(dataset, image["mask_file"])).astype(np.int64)
+
+
+class Exporter:
+    """One output format written from the finished COCO records, one image at a time.
+
+    The main process makes it and calls ``begin(coco)`` (``coco``: the records, re-iterable,
+    for formats that need a look at the whole dataset first). ``image(img, anns)`` writes one
+    image's files into ``self.tmp`` and returns a small picklable summary. It runs where the
+    records are read: in the main process, or for large datasets in the processes that read
+    the part files, on a copy of the exporter taken after ``begin`` (attributes named with a
+    leading '_' are the main process's and are not copied). The main process hands each
+    summary to ``collect`` in image-index order; ``end`` writes what spans images and swaps
+    the finished folder in (no half-written export is left); ``discard`` drops it after an
+    error."""
+
+    folder = ""  # the format's folder inside the dataset
+
+    def __init__(self, dataset: str, categories: list, options: dict):
+        self.dataset, self.categories, self.options = dataset, categories, dict(options)
+        self.out = os.path.join(dataset, self.folder)
+        self.tmp = self.out + ".tmp-export"
+
+    def begin(self, coco) -> None:
+        fresh_dir(self.out)
+
+    def image(self, img: dict, anns: list):
+        return None
+
+    def collect(self, summary) -> None:
+        pass
+
+    def end(self) -> str:
+        commit_dir(self.tmp, self.out)
+        return self.out
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}

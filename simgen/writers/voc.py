@@ -9,7 +9,7 @@ import os
 import xml.etree.ElementTree as ET
 
 from . import register
-from .common import SPLITS, commit_dir, fresh_dir, link_or_copy, split_of
+from .common import Exporter, link_or_copy, split_of
 
 
 def _sub(parent, tag, text=None):
@@ -20,18 +20,20 @@ def _sub(parent, tag, text=None):
 
 
 @register("voc")
-def export(dataset: str, coco, options: dict) -> str:
-    out = os.path.join(dataset, "voc")
-    tmp = fresh_dir(out)
-    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(tmp, sub))
-    names = {c["id"]: c["name"] for c in coco.categories}
-    lists = {s: [] for s in SPLITS}
-    for img, anns in coco:
+class Voc(Exporter):
+    folder = "voc"
+
+    def begin(self, coco) -> None:
+        super().begin(coco)
+        for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+            os.makedirs(os.path.join(self.tmp, sub))
+        self.names = {c["id"]: c["name"] for c in self.categories}
+        self._lists = {}  # split -> its open ImageSets/Main/<split>.txt
+
+    def image(self, img: dict, anns: list):
         stem = os.path.splitext(img["file_name"])[0]
-        lists[split_of(img)].append(stem)
-        link_or_copy(os.path.join(dataset, "images", img["file_name"]),
-                     os.path.join(tmp, "JPEGImages", img["file_name"]))
+        link_or_copy(os.path.join(self.dataset, "images", img["file_name"]),
+                     os.path.join(self.tmp, "JPEGImages", img["file_name"]))
         root = ET.Element("annotation")
         _sub(root, "folder", "JPEGImages")
         _sub(root, "filename", img["file_name"])
@@ -45,7 +47,7 @@ def export(dataset: str, coco, options: dict) -> str:
         for a in anns:
             x, y, w, h = a["bbox"]
             obj = _sub(root, "object")
-            _sub(obj, "name", names[a["category_id"]])
+            _sub(obj, "name", self.names[a["category_id"]])
             _sub(obj, "pose", "Unspecified")
             _sub(obj, "truncated", int(a.get("truncation", 0.0) > 0.01))
             _sub(obj, "difficult", int(bool(a.get("ignore")) or a.get("difficulty") in ("hard", "beyond_hard")))
@@ -56,11 +58,25 @@ def export(dataset: str, coco, options: dict) -> str:
             _sub(box, "xmax", x + w)
             _sub(box, "ymax", y + h)
         ET.indent(root)
-        ET.ElementTree(root).write(os.path.join(tmp, "Annotations", f"{stem}.xml"), encoding="utf-8",
+        ET.ElementTree(root).write(os.path.join(self.tmp, "Annotations", f"{stem}.xml"), encoding="utf-8",
                                    xml_declaration=False)
-    for s, stems in lists.items():
-        if stems:
-            with open(os.path.join(tmp, "ImageSets", "Main", f"{s}.txt"), "w") as f:
-                f.write("\n".join(stems) + "\n")
-    commit_dir(tmp, out)
-    return out
+        return split_of(img), stem
+
+    def collect(self, summary) -> None:
+        split, stem = summary
+        if split not in self._lists:
+            self._lists[split] = open(os.path.join(self.tmp, "ImageSets", "Main", f"{split}.txt"), "w")
+        self._lists[split].write(stem + "\n")
+
+    def _close(self) -> None:
+        for f in getattr(self, "_lists", {}).values():  # (none if begin never ran)
+            f.close()
+        self._lists = {}
+
+    def end(self) -> str:
+        self._close()
+        return super().end()
+
+    def discard(self) -> None:
+        self._close()
+        super().discard()

@@ -11,7 +11,7 @@ from typing import List
 import numpy as np
 
 from . import register
-from .common import SPLITS, commit_dir, fresh_dir, link_or_copy, read_mask, split_of
+from .common import SPLITS, Exporter, link_or_copy, read_mask, split_of
 
 
 def _contours(mask: np.ndarray) -> List[np.ndarray]:
@@ -36,28 +36,30 @@ def mask_polygon(mask: np.ndarray) -> np.ndarray:
 
 
 @register("yolo")
-def export(dataset: str, coco, options: dict) -> str:
-    segments = bool(options.get("yolo_segments", False))
-    out = os.path.join(dataset, "yolo")
-    tmp = fresh_dir(out)
-    cat_index = {c["id"]: k for k, c in enumerate(coco.categories)}
-    used = set()
-    for img, anns in coco:
+class Yolo(Exporter):
+    folder = "yolo"
+
+    def begin(self, coco) -> None:
+        super().begin(coco)
+        self.segments = bool(self.options.get("yolo_segments", False))
+        self.cat_index = {c["id"]: k for k, c in enumerate(self.categories)}
+        self._used = set()
+
+    def image(self, img: dict, anns: list) -> str:
         split = split_of(img)
-        used.add(split)
         for sub in ("images", "labels"):
-            os.makedirs(os.path.join(tmp, sub, split), exist_ok=True)
+            os.makedirs(os.path.join(self.tmp, sub, split), exist_ok=True)
         name = os.path.splitext(img["file_name"])[0]
-        link_or_copy(os.path.join(dataset, "images", img["file_name"]),
-                     os.path.join(tmp, "images", split, img["file_name"]))
+        link_or_copy(os.path.join(self.dataset, "images", img["file_name"]),
+                     os.path.join(self.tmp, "images", split, img["file_name"]))
         W, H = img["width"], img["height"]
-        inst = read_mask(dataset, img) if segments else None
+        inst = read_mask(self.dataset, img) if self.segments else None
         lines = []
         for a in anns:
             if a.get("ignore"):
                 continue
-            c = cat_index[a["category_id"]]
-            if segments:
+            c = self.cat_index[a["category_id"]]
+            if self.segments:
                 poly = mask_polygon(inst == a["instance_id"])
                 if len(poly) < 3:
                     continue
@@ -67,14 +69,19 @@ def export(dataset: str, coco, options: dict) -> str:
             else:
                 x, y, w, h = a["bbox"]  # pixel k spans [k, k+1]: the box edges are x and x + w
                 lines.append(f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
-        with open(os.path.join(tmp, "labels", split, f"{name}.txt"), "w") as f:
+        with open(os.path.join(self.tmp, "labels", split, f"{name}.txt"), "w") as f:
             f.write("\n".join(lines) + ("\n" if lines else ""))
-    names = "\n".join(f"  {k}: {c['name']}" for k, c in enumerate(coco.categories))
-    splits = "".join(f"{s}: images/{s}\n" for s in SPLITS if s in used)
-    if "val" not in used:  # Ultralytics needs a val entry: validate on train when there is none
-        splits += "val: images/train\n"
-    with open(os.path.join(tmp, "data.yaml"), "w") as f:
-        f.write("# Ultralytics dataset written by simgen. Paths are relative to this file.\n"
-                f"{splits}nc: {len(coco.categories)}\nnames:\n{names}\n")
-    commit_dir(tmp, out)
-    return out
+        return split
+
+    def collect(self, split: str) -> None:
+        self._used.add(split)
+
+    def end(self) -> str:
+        names = "\n".join(f"  {k}: {c['name']}" for k, c in enumerate(self.categories))
+        splits = "".join(f"{s}: images/{s}\n" for s in SPLITS if s in self._used)
+        if "val" not in self._used:  # Ultralytics needs a val entry: validate on train when there is none
+            splits += "val: images/train\n"
+        with open(os.path.join(self.tmp, "data.yaml"), "w") as f:
+            f.write("# Ultralytics dataset written by simgen. Paths are relative to this file.\n"
+                    f"{splits}nc: {len(self.categories)}\nnames:\n{names}\n")
+        return super().end()
