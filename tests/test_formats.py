@@ -130,7 +130,9 @@ def test_voc_xml_matches_coco(dataset):
     doc = coco(dataset)
     names = {c["id"]: c["name"] for c in doc["categories"]}
     for img in doc["images"]:
-        root = ET.parse(os.path.join(dataset, "voc", "Annotations", img["file_name"][:-4] + ".xml")).getroot()
+        path = os.path.join(dataset, "voc", "Annotations", img["file_name"][:-4] + ".xml")
+        root = ET.parse(path).getroot()
+        assert_canonical_xml(root, open(path, encoding="utf-8").read())
         assert int(root.find("size/width").text) == img["width"]
         objs = root.findall("object")
         anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
@@ -141,6 +143,27 @@ def test_voc_xml_matches_coco(dataset):
             assert b == [x + 1, y + 1, x + w, y + h] and o.find("name").text == names[a["category_id"]]
             assert int(o.find("difficult").text) == int(a["ignore"] or a["difficulty"] in ("hard", "beyond_hard"))
         assert os.path.isfile(os.path.join(dataset, "voc", "JPEGImages", img["file_name"]))
+
+
+def assert_canonical_xml(root, text):
+    """The text is what ElementTree writes for its tree once indented: the layout VOC tools
+    were written against (simgen fills a template instead of building the tree)."""
+    ET.indent(root)
+    assert ET.tostring(root, encoding="unicode") == text
+
+
+def test_voc_xml_escapes_names():
+    from simgen.writers.voc import annotation_xml
+
+    img = {"file_name": "a&b.png", "width": 64, "height": 48}
+    anns = [{"bbox": [3, 4, 5, 6], "category_id": 1, "truncation": 0.5, "visibility": 0.2, "difficulty": "hard"}]
+    text = annotation_xml(img, anns, {1: "nuts & <bolts>"})
+    root = ET.fromstring(text)
+    assert root.find("filename").text == "a&b.png" and root.find("object/name").text == "nuts & <bolts>"
+    assert [root.find(f"object/{k}").text for k in ("truncated", "difficult", "occluded")] == ["1", "1", "1"]
+    assert [int(root.find(f"object/bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")] == [4, 5, 8, 10]
+    assert_canonical_xml(root, text)
+    assert_canonical_xml(ET.fromstring(annotation_xml(img, [], {})), annotation_xml(img, [], {}))
 
 
 def test_export_after_the_fact_matches_the_run(dataset, tmp_path):
