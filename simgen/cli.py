@@ -53,9 +53,10 @@ def _export(args: List[str]) -> int:
     import json
     import os
 
-    from .errors import SimGenError
+    from .errors import OutputError, SimGenError
+    from .io import os_error_reason
     from .writers import EXPORTERS, export
-    from .writers.coco import Coco
+    from .writers.coco import Coco, OutOfOrder
 
     ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
     ap.add_argument("dataset")
@@ -70,8 +71,20 @@ def _export(args: List[str]) -> int:
     if not os.path.isfile(path):
         raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
                           f"or finish the run)")
-    coco = Coco.from_doc(json.load(open(path, encoding="utf-8")))
-    for folder in export(a.dataset, coco, fmts, {"yolo_segments": a.segments}):
+    options = {"yolo_segments": a.segments}
+    try:
+        try:  # read as a stream: a million-image annotations.json (~10 GB) is never loaded whole
+            folders = export(a.dataset, Coco.from_file(path), fmts, options)
+        except OutOfOrder:  # not laid out as simgen writes it (edited by another tool?): load it whole
+            folders = export(a.dataset, Coco.from_doc(json.load(open(path, encoding="utf-8"))), fmts, options)
+    except (ValueError, KeyError) as exc:
+        raise SimGenError(f"{path} is not a COCO instances file ({type(exc).__name__}: {exc}); fix: point "
+                          f"simgen export at a dataset folder that simgen wrote") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write the export in '{a.dataset}' ({exc.filename or ''}: {os_error_reason(exc)}); "
+                          f"no half-written export is left (fix: free space or fix permissions, then run "
+                          f"the same command again)") from None
+    for folder in folders:
         print(f"simgen: wrote {folder}")
     return 0
 

@@ -309,3 +309,79 @@ def test_png_encoding_is_lossless_at_every_level(tmp_path, level):
             path.write_bytes(encode_png(img, level, labels=labels))
             back = read_png(str(path))
             assert back.dtype == img.dtype and (back == img).all(), (name, labels)
+
+
+def test_coco_file_is_read_as_a_stream(dataset, tmp_path, monkeypatch):
+    """simgen export reads annotations.json one value at a time: the same records as loading
+    it whole, whatever the chunk boundaries (7 bytes: every value is cut somewhere), the white
+    space or the characters (UTF-8 offsets); files laid out otherwise are loaded whole."""
+    from simgen.writers import coco as C
+
+    path = os.path.join(dataset, "annotations.json")
+    whole = list(C.Coco.from_doc(coco(dataset)))
+    monkeypatch.setattr(C._Stream, "CHUNK", 7)
+    assert list(C.Coco.from_file(path)) == whole
+    doc = coco(dataset)
+    doc["categories"][0]["name"] += " — été"
+    doc = {"annotations": doc["annotations"], "info": doc["info"], "images": doc["images"],
+           "categories": doc["categories"]}  # categories after both arrays: the annotations are stepped over
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+    ds = C.Coco.from_file(str(odd))
+    assert ds.categories == doc["categories"] and list(ds) == whole
+    doc["annotations"] = doc["annotations"][::-1]
+    odd.write_text(json.dumps(doc))
+    with pytest.raises(C.OutOfOrder):
+        list(C.Coco.from_file(str(odd)))
+    with pytest.raises(ValueError):
+        C.Coco.from_file(os.path.join(dataset, "config.yaml"))
+
+
+def test_streamed_coco_memory_does_not_grow_with_the_file(tmp_path):
+    import tracemalloc
+
+    from simgen.writers.coco import Coco
+
+    def peak(n):
+        path = tmp_path / f"{n}.json"
+        rle = "x" * 1000
+        with open(path, "w") as f:
+            f.write('{"info":{},"licenses":[],"categories":[{"id":1,"name":"a"}],"images":[')
+            f.write(",".join(json.dumps({"id": i + 1, "index": i}) for i in range(n)))
+            f.write('],"annotations":[')
+            f.write(",".join(json.dumps({"id": 2 * i + k + 1, "image_id": i + 1, "segmentation": {"counts": rle}})
+                             for i in range(n) for k in range(2)))
+            f.write("]}")
+        tracemalloc.start()
+        try:
+            count = sum(len(anns) for _, anns in Coco.from_file(str(path)))
+            return tracemalloc.get_traced_memory()[1], count, os.path.getsize(path)
+        finally:
+            tracemalloc.stop()
+
+    small, big = peak(1000), peak(10000)
+    assert (small[1], big[1]) == (2000, 20000)
+    # one 1 MB chunk and its text in flight, ~5 MB; the 21 MB file loaded whole takes ~100 MB
+    assert big[0] < small[0] + 1_000_000 and big[0] < big[2] / 2
+
+
+def test_export_of_a_reordered_or_broken_file_and_unwritable_folder(dataset, tmp_path):
+    d = str(tmp_path / "e")
+    shutil.copytree(dataset, d, ignore=shutil.ignore_patterns("yolo", "voc"))
+    doc = coco(d)
+    anns, last = doc["annotations"], doc["annotations"][-1]["image_id"]
+    # another tool rewrote it, the last image's annotations first: loaded whole instead
+    doc["annotations"] = [a for a in anns if a["image_id"] == last] + [a for a in anns if a["image_id"] != last]
+    json.dump(doc, open(os.path.join(d, "annotations.json"), "w"))
+    r = run_cli("export", d, "--to", "yolo,voc")
+    assert r.returncode == 0, r.stderr
+    for fmt in ("yolo", "voc"):
+        assert_same_tree(os.path.join(dataset, fmt), os.path.join(d, fmt))
+    shutil.rmtree(os.path.join(d, "voc"))
+    open(os.path.join(d, "voc.tmp-export"), "w").close()  # a file where the export's folder goes
+    r = run_cli("export", d, "--to", "voc")
+    assert r.returncode == 5 and r.stderr.count("\n") == 1 and "cannot write the export" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(d, "voc"))
+    open(os.path.join(d, "annotations.json"), "w").write('{"images": [')
+    r = run_cli("export", d, "--to", "yolo")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a COCO instances file" in r.stderr, r.stderr

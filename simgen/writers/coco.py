@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -135,6 +136,39 @@ class Coco:
                    encoded if processes > 1 else None)
 
     @classmethod
+    def from_file(cls, path: str) -> "Coco":
+        """From a COCO file read as a stream (memory does not grow with the file): its images
+        in file order, each with the annotations that follow the previous image's. Files as
+        simgen writes them qualify (images in index order, annotations grouped by image in
+        the same order); iterating over any other raises :class:`OutOfOrder` (load it with
+        :meth:`from_doc` then). A file that is not COCO raises ValueError here."""
+        head, arrays = _layout(path)
+        if "categories" not in head or len(arrays) < 2:
+            raise ValueError(f"{path} has no {'categories' if 'categories' not in head else 'images or annotations'}")
+
+        def images():
+            imgs, anns = _Stream(path, arrays["images"]), _Stream(path, arrays["annotations"])
+            try:
+                pending = iter(anns.items())
+                ann, index = next(pending, None), -1
+                for img in imgs.items():
+                    if img.get("index", index + 1) <= index:
+                        raise OutOfOrder(f"image {img['id']} comes after a later image")
+                    index = img.get("index", index + 1)
+                    group = []
+                    while ann is not None and ann["image_id"] == img["id"]:
+                        group.append(ann)
+                        ann = next(pending, None)
+                    yield img, group
+                if ann is not None:
+                    raise OutOfOrder(f"annotation {ann['id']} (image {ann['image_id']}) is not with its image")
+            finally:
+                imgs.close()
+                anns.close()
+
+        return cls(head.get("info", {}), head["categories"], images)
+
+    @classmethod
     def from_doc(cls, doc: dict) -> "Coco":
         """From a loaded COCO document (e.g. an existing annotations.json)."""
         def images():
@@ -145,6 +179,115 @@ class Coco:
                 yield img, by_image[img["id"]]
 
         return cls(doc.get("info", {}), doc["categories"], images)
+
+
+class OutOfOrder(ValueError):
+    """A COCO file whose annotations are not grouped by image in image order (or whose images
+    are not in index order): it cannot be read as a stream."""
+
+
+class _Stream:
+    """JSON values read one at a time from a file, starting at a byte offset, a chunk at a
+    time: memory holds one chunk and one value, whatever the file's size."""
+
+    CHUNK = 1 << 20
+    _SPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, path: str, offset: int = 0):
+        import codecs
+
+        self._f = open(path, "rb")
+        self._f.seek(offset)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._json = json.JSONDecoder()
+        self._buf, self._pos, self._base, self._eof = "", 0, offset, False  # _base: byte offset of _buf[0]
+
+    def close(self) -> None:
+        self._f.close()
+
+    def _more(self) -> bool:
+        data = self._f.read(self.CHUNK)
+        self._base += len(self._buf[:self._pos].encode("utf-8"))
+        self._buf = self._buf[self._pos:] + self._utf8.decode(data, final=not data)
+        self._pos = 0
+        self._eof = not data
+        return bool(data)
+
+    def peek(self) -> str:
+        """The next character that is not white space (not consumed)."""
+        while True:
+            self._pos = self._SPACE.match(self._buf, self._pos).end()
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if not self._more():
+                raise ValueError("unexpected end of the file")
+
+    def take(self, chars: str) -> str:
+        """Consume the next character, one of ``chars``."""
+        c = self.peek()
+        if c not in chars:
+            raise ValueError(f"expected one of {chars!r} at byte {self.offset()}, found {c!r}")
+        self._pos += 1
+        return c
+
+    def value(self):
+        self.peek()
+        while True:
+            try:
+                v, end = self._json.raw_decode(self._buf, self._pos)
+            except json.JSONDecodeError:
+                if not self._more():
+                    raise
+                continue
+            if end == len(self._buf) and not self._eof and not isinstance(v, (dict, list, str)):
+                self._more()  # a number at the chunk's end may go on in the next chunk
+                continue
+            self._pos = end
+            return v
+
+    def items(self) -> Iterator:
+        """The values of the array whose '[' was just consumed, then its ']'."""
+        if self.peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            yield self.value()
+            if self.take(",]") == "]":
+                return
+
+    def offset(self) -> int:
+        """Byte offset in the file of the next character."""
+        return self._base + len(self._buf[:self._pos].encode("utf-8"))
+
+
+def _layout(path: str) -> Tuple[dict, Dict[str, int]]:
+    """The top-level values of a COCO file except its images and annotations, and the byte
+    offsets just after the '[' of those two arrays. Reads the top level in order, stepping
+    through an array's values without keeping them, and stops once it has the categories
+    and both arrays (simgen writes the annotations last: only the images are stepped over)."""
+    s = _Stream(path)
+    head: Dict[str, object] = {}
+    arrays: Dict[str, int] = {}
+    try:
+        s.take("{")
+        if s.peek() != "}":
+            while True:
+                key = s.value()
+                s.take(":")
+                if key in ("images", "annotations"):
+                    s.take("[")
+                    arrays[key] = s.offset()
+                    if len(arrays) == 2 and "categories" in head:
+                        break
+                    for _ in s.items():
+                        pass
+                else:
+                    head[key] = s.value()
+                if s.take(",}") == "}":
+                    break
+    finally:
+        s.close()
+    return head, arrays
 
 
 def _from_part(path: str, cat_ids: Dict[str, int], polygons: bool) -> Tuple[dict, List[dict]]:
