@@ -15,7 +15,7 @@ from typing import List, Optional
 
 USAGE = """usage: simgen [--cfg] [key=value ...]
        simgen -m [--jobs N] key=a,b other=x,y ...   (one dataset per combination)
-       simgen validate <dataset>
+       simgen validate <dataset> [--workers N]
        simgen merge <shard folder> [...] [--out DIR]   (shards.count=N shards.index=K runs)
        simgen export <dataset> --to yolo[,voc] [--segments]
        simgen preview <dataset> [--n 16] [--indices 0,5,9] [--amodal] [--depth] [--instances] [--out F]
@@ -35,10 +35,17 @@ def _validate(args: List[str]) -> int:
 
     from .validate import validate_dataset
 
+    from .config import usable_cores
+
     ap = argparse.ArgumentParser(prog="simgen validate", description="Check a dataset on disk.")
     ap.add_argument("dataset")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="processes checking images (default: one per CPU core this process may use)")
     a = ap.parse_args(args)
-    problems = validate_dataset(a.dataset)
+    workers = a.workers if a.workers is not None else usable_cores()
+    if workers < 1:
+        ap.error("--workers must be >= 1")
+    problems = validate_dataset(a.dataset, processes=workers)
     for p in problems:
         print(f"problem: {p}")
     if problems:

@@ -717,11 +717,14 @@ def output_fingerprint(cfg) -> dict:
     return d
 
 
-def effective_workers(cfg) -> int:
-    """workers, or the number of CPU cores this process may use when workers is null."""
-    if cfg.workers:
-        return int(cfg.workers)
+def usable_cores() -> int:
+    """The number of CPU cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def effective_workers(cfg) -> int:
+    """workers, or the number of CPU cores this process may use when workers is null."""
+    return int(cfg.workers) if cfg.workers else usable_cores()

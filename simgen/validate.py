@@ -9,115 +9,234 @@ from typing import List
 import numpy as np
 
 
-def validate_dataset(path: str, max_problems: int = 200) -> List[str]:
-    """Problems found in the dataset at ``path`` (empty when it is sound)."""
-    from pycocotools import mask as mask_util
+CHUNK = 32  # images per task when checking in several processes
 
-    from .io import read_png
 
+def validate_dataset(path: str, max_problems: int = 200, processes: int = 1) -> List[str]:
+    """Problems found in the dataset at ``path`` (empty when it is sound), in image order.
+
+    ``annotations.json`` is read as a stream (memory does not grow with the dataset; a file
+    another tool reordered is loaded whole instead), and with ``processes`` > 1 the images
+    are checked (PNGs decoded, every RLE compared with the mask) in that many processes."""
+    from .writers.coco import Coco, OutOfOrder
+
+    ann_path = os.path.join(path, "annotations.json")
+    if not os.path.isfile(ann_path):
+        return [f"{ann_path} is missing (the run did not finish, or this is not a simgen dataset)"]
+
+    def not_coco(exc):
+        return [f"{ann_path} is not a COCO instances file ({type(exc).__name__}: {exc})"]
+
+    try:
+        try:
+            return _validate(path, Coco.from_file(ann_path), max_problems, processes)
+        except OutOfOrder:
+            pass
+        doc = json.load(open(ann_path, encoding="utf-8"))
+        images, anns, cats = doc["images"], doc["annotations"], doc["categories"]
+    except (ValueError, KeyError) as exc:
+        return not_coco(exc)
+    problems: List[str] = []
+    by_image = {i["id"]: [] for i in images}
+    for a in anns:  # the cross-references a stream cannot check: any order, any image_id
+        if a["image_id"] not in by_image:
+            if len(problems) < max_problems:
+                problems.append(f"annotation {a['id']}: unknown image_id {a['image_id']}")
+            continue
+        by_image[a["image_id"]].append(a)
+    ds = Coco(doc.get("info", {}), cats, lambda: ((img, by_image[img["id"]]) for img in images))
+    try:
+        return problems + _validate(path, ds, max_problems - len(problems), processes)
+    except (ValueError, KeyError) as exc:
+        return not_coco(exc)
+
+
+class _Seen:
+    """Which integer ids were met: a byte per id up to 10 million, a set beyond."""
+
+    def __init__(self):
+        self._flags, self._set = bytearray(), set()
+
+    def add(self, i) -> bool:
+        """Record ``i``; False when it was met before."""
+        if isinstance(i, int) and 0 <= i < 10_000_000:
+            if i >= len(self._flags):
+                self._flags.extend(bytes(max(i + 1 - len(self._flags), len(self._flags))))
+            if self._flags[i]:
+                return False
+            self._flags[i] = 1
+            return True
+        if i in self._set:
+            return False
+        self._set.add(i)
+        return True
+
+
+def _validate(path: str, ds, max_problems: int, processes: int) -> List[str]:
     problems: List[str] = []
 
     def bad(msg: str) -> None:
         if len(problems) < max_problems:
             problems.append(msg)
 
-    ann_path = os.path.join(path, "annotations.json")
-    if not os.path.isfile(ann_path):
-        return [f"{ann_path} is missing (the run did not finish, or this is not a simgen dataset)"]
-    try:
-        coco = json.load(open(ann_path, encoding="utf-8"))
-        images, anns, cats = coco["images"], coco["annotations"], coco["categories"]
-    except (ValueError, KeyError) as exc:
-        return [f"{ann_path} is not a COCO instances file ({type(exc).__name__}: {exc})"]
-    for what, ids in (("image", [i["id"] for i in images]), ("annotation", [a["id"] for a in anns]),
-                      ("category", [c["id"] for c in cats])):
-        dup = [k for k, n in Counter(ids).items() if n > 1]
-        if dup:
-            bad(f"duplicate {what} ids: {dup[:5]}")
+    cats = ds.categories
     cat_ids = {c["id"] for c in cats}
-    by_image = {i["id"]: [] for i in images}
-    for a in anns:
-        if a["image_id"] not in by_image:
-            bad(f"annotation {a['id']}: unknown image_id {a['image_id']}")
-            continue
-        by_image[a["image_id"]].append(a)
-        if a["category_id"] not in cat_ids:
-            bad(f"annotation {a['id']}: unknown category_id {a['category_id']}")
-    for img in images:
-        W, H = img["width"], img["height"]
-        name = img["file_name"]
-        try:
-            rgb = read_png(os.path.join(path, "images", name))
-            if rgb.shape[:2] != (H, W):
-                bad(f"images/{name}: size {rgb.shape[1]}x{rgb.shape[0]}, expected {W}x{H}")
-        except OSError:
-            bad(f"images/{name}: missing or unreadable")
-        try:
-            inst = read_png(os.path.join(path, img["mask_file"])).astype(np.int64)
-        except (OSError, KeyError):
-            bad(f"{img.get('mask_file', 'mask of ' + name)}: missing or unreadable")
-            continue
-        if inst.shape != (H, W):
-            bad(f"{img['mask_file']}: size {inst.shape[1]}x{inst.shape[0]}, expected {W}x{H}")
-            continue
-        if img.get("depth_file"):
-            try:
-                if read_png(os.path.join(path, img["depth_file"])).shape != (H, W):
-                    bad(f"{img['depth_file']}: wrong size")
-            except OSError:
-                bad(f"{img['depth_file']}: missing or unreadable")
-        ids = [a["instance_id"] for a in by_image[img["id"]]]
-        if len(set(ids)) != len(ids):
-            bad(f"image {name}: instance ids repeat")
-        extra = set(np.unique(inst).tolist()) - {0} - set(ids)
-        if extra:
-            bad(f"{img['mask_file']}: ids {sorted(extra)[:5]} have no annotation")
-        for a in by_image[img["id"]]:
-            x, y, w, h = a["bbox"]
-            where = f"annotation {a['id']} ({name}, instance {a['instance_id']})"
-            if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
-                bad(f"{where}: bbox {a['bbox']} is outside the {W}x{H} image")
-                continue
-            truth = inst == a["instance_id"]
-            if isinstance(a["segmentation"], list):  # polygons (coco.polygons=true): approximate
-                try:
-                    m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(a["segmentation"], H, W))).astype(bool)
-                except Exception as exc:
-                    bad(f"{where}: polygons do not decode ({type(exc).__name__})")
-                    continue
-                from scipy.ndimage import binary_fill_holes
+    dup = [k for k, n in Counter(c["id"] for c in cats).items() if n > 1]
+    if dup:
+        bad(f"duplicate category ids: {dup[:5]}")
+    seen = {"image": _Seen(), "annotation": _Seen()}
+    dups = {"image": [], "annotation": []}
+    per_split: Counter = Counter()
 
-                filled = binary_fill_holes(truth)  # polygons are outer boundaries: no holes
-                iou = (m & filled).sum() / max((m | filled).sum(), 1)
-                if iou < (0.5 if truth.sum() < 100 else 0.8):
-                    bad(f"{where}: polygons cover the mask PNG region poorly (IoU {iou:.2f})")
-                m = truth
-            else:
-                try:
-                    seg = dict(a["segmentation"])
-                    if isinstance(seg["counts"], str):
-                        seg["counts"] = seg["counts"].encode("ascii")
-                    m = mask_util.decode(seg).astype(bool)
-                except Exception as exc:  # pycocotools raises several types
-                    bad(f"{where}: segmentation does not decode ({type(exc).__name__})")
+    def records():
+        for img, anns in ds:
+            per_split[img.get("split", "train")] += 1
+            if not seen["image"].add(img["id"]):
+                dups["image"].append(img["id"])
+            for a in anns:
+                if not seen["annotation"].add(a["id"]):
+                    dups["annotation"].append(a["id"])
+                if a["category_id"] not in cat_ids:
+                    bad(f"annotation {a['id']}: unknown category_id {a['category_id']}")
+            yield img, anns
+
+    for found in _checked(path, records(), processes):
+        for msg in found:
+            bad(msg)
+    problems[:0] = [f"duplicate {what} ids: {ids[:5]}" for what, ids in dups.items() if ids]
+    _check_exports(path, per_split, len(cats), bad)
+    return problems[:max_problems]
+
+
+def _checked(path: str, records, processes: int):
+    """Each image's problems (a list), in order: checked here, or from the second chunk of
+    ``CHUNK`` images on in ``processes`` spawned processes, a few chunks ahead."""
+    import itertools
+
+    chunks = iter(lambda: list(itertools.islice(records, CHUNK)), [])
+    first = next(chunks, [])
+    yield from _check_chunk(path, first)
+    if processes <= 1:
+        for chunk in chunks:
+            yield from _check_chunk(path, chunk)
+        return
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as ex:
+        ahead: deque = deque(ex.submit(_check_chunk, path, c) for c in itertools.islice(chunks, 2 * processes))
+        while ahead:
+            done = ahead.popleft().result()
+            chunk = next(chunks, None)
+            if chunk is not None:
+                ahead.append(ex.submit(_check_chunk, path, chunk))
+            yield from done
+
+
+def _check_chunk(path: str, chunk) -> List[List[str]]:
+    return [_check_image(path, img, anns) for img, anns in chunk]
+
+
+def _check_image(path: str, img: dict, anns: list) -> List[str]:
+    """One image's problems: its files (present, readable, the right size), its instance ids
+    against the mask PNG, and each annotation's box, RLE (or polygons) and area against it."""
+    from pycocotools import mask as mask_util
+
+    from .io import read_png
+
+    problems: List[str] = []
+    bad = problems.append
+    W, H = img["width"], img["height"]
+    name = img["file_name"]
+    try:
+        rgb = read_png(os.path.join(path, "images", name))
+        if rgb.shape[:2] != (H, W):
+            bad(f"images/{name}: size {rgb.shape[1]}x{rgb.shape[0]}, expected {W}x{H}")
+    except OSError:
+        bad(f"images/{name}: missing or unreadable")
+    try:
+        inst = read_png(os.path.join(path, img["mask_file"]))
+    except (OSError, KeyError):
+        bad(f"{img.get('mask_file', 'mask of ' + name)}: missing or unreadable")
+        return problems
+    if inst.shape != (H, W) or inst.dtype.kind != "u":
+        bad(f"{img['mask_file']}: size {inst.shape[1]}x{inst.shape[0]}, expected {W}x{H}")
+        return problems
+    if img.get("depth_file"):
+        try:
+            if read_png(os.path.join(path, img["depth_file"])).shape != (H, W):
+                bad(f"{img['depth_file']}: wrong size")
+        except OSError:
+            bad(f"{img['depth_file']}: missing or unreadable")
+    pixels = np.bincount(inst.ravel())  # pixels of each id in the mask PNG
+    ids = [a["instance_id"] for a in anns]
+    if len(set(ids)) != len(ids):
+        bad(f"image {name}: instance ids repeat")
+    extra = set(np.flatnonzero(pixels).tolist()) - {0} - set(ids)
+    if extra:
+        bad(f"{img['mask_file']}: ids {sorted(extra)[:5]} have no annotation")
+    for a in anns:
+        x, y, w, h = a["bbox"]
+        where = f"annotation {a['id']} ({name}, instance {a['instance_id']})"
+        if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
+            bad(f"{where}: bbox {a['bbox']} is outside the {W}x{H} image")
+            continue
+        iid = a["instance_id"]
+        if isinstance(a["segmentation"], list):  # polygons (coco.polygons=true): approximate
+            truth = inst == iid
+            try:
+                m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(a["segmentation"], H, W))).astype(bool)
+            except Exception as exc:
+                bad(f"{where}: polygons do not decode ({type(exc).__name__})")
+                continue
+            from scipy.ndimage import binary_fill_holes
+
+            filled = binary_fill_holes(truth)  # polygons are outer boundaries: no holes
+            iou = (m & filled).sum() / max((m | filled).sum(), 1)
+            if iou < (0.5 if truth.sum() < 100 else 0.8):
+                bad(f"{where}: polygons cover the mask PNG region poorly (IoU {iou:.2f})")
+            box, area = _tight_box(truth), int(truth.sum())
+        else:
+            try:
+                seg = dict(a["segmentation"])
+                if isinstance(seg["counts"], str):
+                    seg["counts"] = seg["counts"].encode("ascii")
+                if list(seg["size"]) != [H, W]:
+                    bad(f"{where}: segmentation size {tuple(seg['size'])}, expected {(H, W)}")
                     continue
-                if m.shape != (H, W):
-                    bad(f"{where}: segmentation size {m.shape}, expected {(H, W)}")
-                    continue
-                if not (m == truth).all():
-                    bad(f"{where}: segmentation differs from the mask PNG")
-            ys, xs = np.nonzero(m)
-            if len(xs) and [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                            int(ys.max() - ys.min() + 1)] != [x, y, w, h]:
-                bad(f"{where}: bbox {a['bbox']} is not the tight box of its mask")
-            if a.get("area") != int(m.sum()):
-                bad(f"{where}: area {a.get('area')} but the mask has {int(m.sum())} pixels")
-    _check_exports(path, images, len(cats), bad)
+                m = mask_util.decode(seg)
+                # box and area straight from the runs; both describe the whole frame
+                area = int(mask_util.area(seg))
+                box = [int(v) for v in mask_util.toBbox(seg)] if area else None
+            except Exception as exc:  # pycocotools raises several types
+                bad(f"{where}: segmentation does not decode ({type(exc).__name__})")
+                continue
+            # The RLE equals the mask PNG's region: inside the box pixel for pixel, and neither
+            # has pixels outside it (counts of the whole frame against counts of the box).
+            crop = (slice(y, y + h), slice(x, x + w))
+            truth = inst[crop] == iid
+            inside = pixels[iid] if iid < len(pixels) else 0
+            same = (area == int(np.count_nonzero(m[crop])) and inside == int(np.count_nonzero(truth))
+                    and (m[crop].astype(bool) == truth).all())
+            if not same:
+                bad(f"{where}: segmentation differs from the mask PNG")
+        if box is not None and box != [x, y, w, h]:
+            bad(f"{where}: bbox {a['bbox']} is not the tight box of its mask")
+        if a.get("area") != area:
+            bad(f"{where}: area {a.get('area')} but the mask has {area} pixels")
     return problems
 
 
-def _check_exports(path: str, images, n_classes: int, bad) -> None:
-    per_split = Counter(i.get("split", "train") for i in images)
+def _tight_box(mask: np.ndarray):
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def _check_exports(path: str, per_split: Counter, n_classes: int, bad) -> None:
+    n_images = sum(per_split.values())
     yolo = os.path.join(path, "yolo")
     if os.path.isdir(yolo):
         for split, n in per_split.items():
@@ -141,8 +260,8 @@ def _check_exports(path: str, images, n_classes: int, bad) -> None:
     voc = os.path.join(path, "voc")
     if os.path.isdir(voc):
         n_xml = len(os.listdir(os.path.join(voc, "Annotations"))) if os.path.isdir(os.path.join(voc, "Annotations")) else 0
-        if n_xml != len(images):
-            bad(f"voc/Annotations: {n_xml} files for {len(images)} images")
+        if n_xml != n_images:
+            bad(f"voc/Annotations: {n_xml} files for {n_images} images")
         for split, n in per_split.items():
             f = os.path.join(voc, "ImageSets", "Main", f"{split}.txt")
             got = len(open(f).read().split()) if os.path.isfile(f) else 0

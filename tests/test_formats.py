@@ -385,3 +385,66 @@ def test_export_of_a_reordered_or_broken_file_and_unwritable_folder(dataset, tmp
     open(os.path.join(d, "annotations.json"), "w").write('{"images": [')
     r = run_cli("export", d, "--to", "yolo")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a COCO instances file" in r.stderr, r.stderr
+
+
+def test_validate_names_each_corruption_in_one_or_several_processes(dataset, tmp_path, monkeypatch):
+    import cv2
+
+    from simgen import validate
+    from simgen.io import read_png
+
+    monkeypatch.setattr(validate, "CHUNK", 3)  # 8 images: the first chunk here, two in the processes
+    for processes in (1, 2):
+        assert validate.validate_dataset(dataset, processes=processes) == []
+    d = tmp_path / "bad"
+    shutil.copytree(dataset, d)
+    doc = coco(d)
+    a0, a1 = [a for a in doc["annotations"] if a["image_id"] == doc["images"][0]["id"]][:2]
+    a0["segmentation"], a1["segmentation"] = a1["segmentation"], a0["segmentation"]
+    by_img = {}
+    for a in doc["annotations"]:
+        by_img.setdefault(a["image_id"], []).append(a)
+    b = by_img[doc["images"][1]["id"]][0]
+    b["bbox"][2] -= 1
+    c = by_img[doc["images"][2]["id"]][0]
+    c["area"] += 1
+    e = by_img[doc["images"][3]["id"]][0]
+    e["category_id"] = 99
+    f = by_img[doc["images"][4]["id"]][0]
+    f["id"] = by_img[doc["images"][4]["id"]][1]["id"]
+    json.dump(doc, open(d / "annotations.json", "w"))
+    g = doc["images"][5]
+    mask = read_png(str(d / g["mask_file"]))
+    mask[0, 0] = 999  # an id nothing is annotated with
+    ys, xs = np.nonzero(mask == by_img[g["id"]][0]["instance_id"])
+    mask[ys[0], xs[0]] = 0  # one pixel fewer for that object
+    os.unlink(d / g["mask_file"])  # (a hard link to the original)
+    cv2.imwrite(str(d / g["mask_file"]), mask)
+    os.unlink(d / "images" / doc["images"][6]["file_name"])
+    h_ = doc["images"][7]
+    k = by_img[h_["id"]][0]
+    mask = read_png(str(d / h_["mask_file"]))
+    x, y, w, h = k["bbox"]
+    corners = [(0, 0), (0, mask.shape[1] - 1), (mask.shape[0] - 1, 0), (mask.shape[0] - 1, mask.shape[1] - 1)]
+    far = max(corners, key=lambda rc: abs(rc[0] - (y + h / 2)) / h + abs(rc[1] - (x + w / 2)) / w)
+    mask[far] = k["instance_id"]  # a stray pixel of that object outside its box: its RLE no longer matches
+    os.unlink(d / h_["mask_file"])
+    cv2.imwrite(str(d / h_["mask_file"]), mask)
+    expected = [f"duplicate annotation ids: [{f['id']}]",
+                f"annotation {a0['id']} ", f"annotation {a1['id']} ", "segmentation differs",
+                f"annotation {b['id']} ", "is not the tight box",
+                f"annotation {c['id']} ", "but the mask has",
+                f"annotation {e['id']}: unknown category_id 99",
+                "ids [999] have no annotation", f"annotation {by_img[g['id']][0]['id']} ",
+                f"images/{doc['images'][6]['file_name']}: missing or unreadable",
+                f"annotation {k['id']} ({h_['file_name']}, instance {k['instance_id']}): segmentation differs"]
+    for processes in (1, 2):
+        problems = validate.validate_dataset(str(d), processes=processes)
+        missing = [x for x in expected if x not in "\n".join(problems)]
+        assert not missing and problems[0] == expected[0], (missing, problems)
+    # annotations moved away from their images: loaded whole, the stray one named
+    doc["annotations"].insert(0, dict(doc["annotations"][0], id=10 ** 6, image_id=777))
+    json.dump(doc, open(d / "annotations.json", "w"))
+    problems = validate.validate_dataset(str(d), processes=2)
+    assert problems[0] == f"annotation {10 ** 6}: unknown image_id 777"
+    assert not [x for x in expected[1:] if x not in "\n".join(problems)]
