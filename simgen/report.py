@@ -26,46 +26,105 @@ def load(dataset: str) -> dict:
     return json.load(open(path, encoding="utf-8"))
 
 
-def _image_pixels(dataset: str, coco: dict, image_root: Optional[str] = None):
+PIXEL_CHUNK = 64  # images per task of the pixel pass
+
+
+def _image_rgb(path: str) -> Optional[np.ndarray]:
     from .io import read_png
 
-    root = image_root or os.path.join(dataset, "images")
-    for img in coco["images"]:
-        path = os.path.join(root, img["file_name"])
-        try:
-            if path.lower().endswith(".png"):
-                yield img, read_png(path)
-            else:
-                import cv2
+    try:
+        if path.lower().endswith(".png"):
+            return read_png(path)
+        import cv2
 
-                im = cv2.imread(path, cv2.IMREAD_COLOR)
-                yield img, None if im is None else im[..., ::-1]
-        except OSError:
-            yield img, None
+        im = cv2.imread(path, cv2.IMREAD_COLOR)
+        return None if im is None else im[..., ::-1]
+    except OSError:
+        return None
 
 
 def dhash(rgb: np.ndarray) -> int:
     """64-bit difference hash of an image (near-duplicates differ in few bits)."""
     import cv2
 
-    g = cv2.resize(rgb.astype(np.float32).mean(axis=2), (9, 8), interpolation=cv2.INTER_AREA)
+    f = rgb.astype(np.float32)
+    grey = (f[..., 0] + f[..., 1] + f[..., 2]) / np.float32(3)  # = f.mean(axis=2), bit for bit, 4x faster
+    g = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA)
     bits = (g[:, 1:] > g[:, :-1]).ravel()
     return int(sum(1 << i for i, b in enumerate(bits) if b))
 
 
+def _pixel_chunk(paths: List[str]) -> List[Optional[tuple]]:
+    """Per image: (mean brightness 0..1, mean R, G, B 0..1, fraction of saturated pixels
+    (a channel >= 250), difference hash), or None when it cannot be read."""
+    import cv2
+
+    cv2.setNumThreads(0)
+    out = []
+    for path in paths:
+        rgb = _image_rgb(path)
+        if rgb is None:
+            out.append(None)
+            continue
+        mean = np.array(cv2.mean(rgb)[:3]) / 255.0
+        top = cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+        out.append((float(mean.mean()), *mean.tolist(), np.count_nonzero(top >= 250) / top.size, dhash(rgb)))
+    return out
+
+
+def pixel_stats(dataset: str, coco: dict, image_root: Optional[str] = None, processes: int = 1) -> List[Optional[tuple]]:
+    """:func:`_pixel_chunk`'s values for every image of ``coco``, in its order; each image is
+    read once, in ``processes`` processes when there are more than ``PIXEL_CHUNK``."""
+    from .parallel import chunked, ordered_map
+
+    root = image_root or os.path.join(dataset, "images")
+    paths = (os.path.join(root, img["file_name"]) for img in coco["images"])
+    return [row for done in ordered_map(_pixel_chunk, chunked(paths, PIXEL_CHUNK), processes, local_first=True)
+            for row in done]
+
+
+def near_duplicates(hashes: List[int], bits: int) -> List[tuple]:
+    """Pairs (i, j), i < j, in order, of hashes within ``bits`` differing bits. Pigeonhole: two
+    64-bit hashes that differ in at most ``bits`` bits agree exactly on at least one of
+    ``bits`` + 1 slices, so only hashes sharing a slice are compared (all pairs before:
+    minutes at 10,000 images, days at a million)."""
+    n = len(hashes)
+    if n < 2:
+        return []
+    h = np.array(hashes, dtype=np.uint64)
+    edges = np.linspace(0, 64, bits + 2).astype(int)
+    found = set()
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        key = (h >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)
+        order = np.argsort(key, kind="stable")
+        starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], n]):
+            if b - a < 2:
+                continue
+            group = np.sort(order[a:b])
+            g = h[group]
+            rows = max(1, (1 << 22) // len(group))  # a block of rows against the group: <= 32 MB at a time
+            for r in range(0, len(group) - 1, rows):
+                close = np.bitwise_count(g[r:r + rows, None] ^ g[None, :]) <= bits
+                i, j = np.nonzero(np.triu(close, r + 1))  # column > row: each pair once
+                found.update(zip(group[r + i].tolist(), group[j].tolist()))
+    return sorted(found)
+
+
 def statistics(dataset: str, coco: Optional[dict] = None, image_root: Optional[str] = None,
-               with_pixels: bool = True) -> dict:
-    """Every number the report plots, as plain JSON-ready data."""
+               with_pixels: bool = True, pixels: Optional[List[Optional[tuple]]] = None) -> dict:
+    """Every number the report plots, as plain JSON-ready data (``pixels``: the dataset's
+    :func:`pixel_stats`, computed here when not given)."""
     coco = coco or load(dataset)
     cats = {c["id"]: c["name"] for c in coco["categories"]}
     anns = coco["annotations"]
     imgs = {i["id"]: i for i in coco["images"]}
     per_class = Counter(cats[a["category_id"]] for a in anns)
-    images_per_class = Counter()
     per_image = Counter(a["image_id"] for a in anns)
-    for iid in imgs:
-        for name in {cats[a["category_id"]] for a in anns if a["image_id"] == iid}:
-            images_per_class[name] += 1
+    classes_of: Dict[int, set] = {}
+    for a in anns:
+        classes_of.setdefault(a["image_id"], set()).add(cats[a["category_id"]])
+    images_per_class = Counter(name for iid in imgs for name in classes_of.get(iid, ()))
     areas = np.array([a["area"] for a in anns], float)
     size_buckets = {"small": int((areas < SIZE_EDGES[0]).sum()),
                     "medium": int(((areas >= SIZE_EDGES[0]) & (areas < SIZE_EDGES[1])).sum()),
@@ -101,19 +160,16 @@ def statistics(dataset: str, coco: Optional[dict] = None, image_root: Optional[s
         s = json.load(open(summary))
         stats["render"] = {k: s.get(k) for k in ("images_per_second", "workers", "gl_renderer", "mean_stage_seconds")}
     if with_pixels:
-        bright, colour = [], []
-        for img, rgb in _image_pixels(dataset, coco, image_root):
-            if rgb is None:
-                continue
-            bright.append(float(rgb.mean() / 255.0))
-            colour.append(rgb.reshape(-1, 3).mean(axis=0) / 255.0)
-        stats["brightness"] = [round(b, 4) for b in bright]
-        stats["mean_rgb"] = np.mean(colour, axis=0).round(4).tolist() if colour else [0, 0, 0]
+        rows = [r for r in (pixels if pixels is not None else pixel_stats(dataset, coco, image_root)) if r]
+        stats["brightness"] = [round(r[0], 4) for r in rows]
+        stats["mean_rgb"] = np.mean([r[1:4] for r in rows], axis=0).round(4).tolist() if rows else [0, 0, 0]
     return stats
 
 
-def quality_flags(dataset: str, coco: Optional[dict] = None, thresholds: Optional[dict] = None) -> Dict[str, list]:
-    """Named problems, each with the images (file names) concerned; empty lists are clean."""
+def quality_flags(dataset: str, coco: Optional[dict] = None, thresholds: Optional[dict] = None,
+                  pixels: Optional[List[Optional[tuple]]] = None) -> Dict[str, list]:
+    """Named problems, each with the images (file names) concerned; empty lists are clean
+    (``pixels``: the dataset's :func:`pixel_stats`, computed here when not given)."""
     t = dict(DEFAULT_THRESHOLDS)
     t.update(thresholds or {})
     coco = coco or load(dataset)
@@ -124,8 +180,10 @@ def quality_flags(dataset: str, coco: Optional[dict] = None, thresholds: Optiona
     flags: Dict[str, list] = {k: [] for k in ("no_labeled_object", "near_black", "blown_out", "degenerate_boxes",
                                             "fell_through_floor", "never_settled", "near_duplicates",
                                             "class_below_share")}
-    hashes = []
-    for img, rgb in _image_pixels(dataset, coco):
+    if pixels is None:
+        pixels = pixel_stats(dataset, coco)
+    hashed = []
+    for img, row in zip(coco["images"], pixels):
         name = img["file_name"]
         if not anns_by[img["id"]]:
             flags["no_labeled_object"].append(name)
@@ -136,17 +194,15 @@ def quality_flags(dataset: str, coco: Optional[dict] = None, thresholds: Optiona
             flags["fell_through_floor"].append(name)
         if settle and not settle.get("converged", True):
             flags["never_settled"].append(name)
-        if rgb is None:
+        if row is None:
             continue
-        if rgb.mean() / 255.0 < t["dark_mean"]:
+        if row[0] < t["dark_mean"]:
             flags["near_black"].append(name)
-        if (rgb.max(axis=2) >= 250).mean() > t["blown_fraction"]:
+        if row[4] > t["blown_fraction"]:
             flags["blown_out"].append(name)
-        hashes.append((name, dhash(rgb)))
-    for i in range(len(hashes)):
-        for j in range(i + 1, len(hashes)):
-            if bin(hashes[i][1] ^ hashes[j][1]).count("1") <= t["duplicate_bits"]:
-                flags["near_duplicates"].append([hashes[i][0], hashes[j][0]])
+        hashed.append((name, row[5]))
+    for i, j in near_duplicates([h for _, h in hashed], int(t["duplicate_bits"])):
+        flags["near_duplicates"].append([hashed[i][0], hashed[j][0]])
     counts = Counter(cats[a["category_id"]] for a in coco["annotations"])
     total = sum(counts.values())
     weights = _requested_shares(dataset, list(cats.values()))
@@ -257,14 +313,20 @@ def write_report(dataset: str, out_dir: str, against: Optional[str] = None,
     """index.html (self-contained: plots embedded as PNG) and report.json in ``out_dir``."""
     from .io import atomic_write_bytes
 
+    from .config import usable_cores
+
     coco = load(dataset)
-    stats = statistics(dataset, coco)
+    pixels = pixel_stats(dataset, coco, processes=usable_cores())
+    stats = statistics(dataset, coco, pixels=pixels)
     real = None
     if against:
         real_coco = json.load(open(against, encoding="utf-8"))
-        real = statistics(os.path.dirname(os.path.abspath(against)), real_coco,
-                          image_root=real_images, with_pixels=real_images is not None)
-    flags = quality_flags(dataset, coco, _thresholds(dataset))
+        real_root = os.path.dirname(os.path.abspath(against))
+        real_pixels = (pixel_stats(real_root, real_coco, image_root=real_images, processes=usable_cores())
+                       if real_images is not None else None)
+        real = statistics(real_root, real_coco, image_root=real_images, with_pixels=real_images is not None,
+                          pixels=real_pixels)
+    flags = quality_flags(dataset, coco, _thresholds(dataset), pixels)
     figs = figures(stats, real)
     os.makedirs(out_dir, exist_ok=True)
     doc = {"dataset": os.path.abspath(dataset), "statistics": stats, "quality_flags": flags}

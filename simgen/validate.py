@@ -109,32 +109,15 @@ def _validate(path: str, ds, max_problems: int, processes: int) -> List[str]:
 
 
 def _checked(path: str, records, processes: int):
-    """Each image's problems (a list), in order: checked here, or from the second chunk of
-    ``CHUNK`` images on in ``processes`` spawned processes, a few chunks ahead."""
-    import itertools
+    """Each image's problems (a list), in order: the first ``CHUNK`` images checked here,
+    the rest, if any, in ``processes`` spawned processes."""
+    from .parallel import chunked, ordered_map
 
-    chunks = iter(lambda: list(itertools.islice(records, CHUNK)), [])
-    first = next(chunks, [])
-    yield from _check_chunk(path, first)
-    if processes <= 1:
-        for chunk in chunks:
-            yield from _check_chunk(path, chunk)
-        return
-    import multiprocessing as mp
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as ex:
-        ahead: deque = deque(ex.submit(_check_chunk, path, c) for c in itertools.islice(chunks, 2 * processes))
-        while ahead:
-            done = ahead.popleft().result()
-            chunk = next(chunks, None)
-            if chunk is not None:
-                ahead.append(ex.submit(_check_chunk, path, chunk))
-            yield from done
+    for done in ordered_map(_check_chunk, chunked(records, CHUNK), processes, path, local_first=True):
+        yield from done
 
 
-def _check_chunk(path: str, chunk) -> List[List[str]]:
+def _check_chunk(chunk, path: str) -> List[List[str]]:
     return [_check_image(path, img, anns) for img, anns in chunk]
 
 

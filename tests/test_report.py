@@ -132,3 +132,20 @@ def test_preview_contact_sheet(tmp_path):
     assert img.shape == (H, 4 * W, 3)  # one row of two images, each beside its instance map
     r = run_cli("preview", d, "--indices", "9")
     assert r.returncode != 0 and "no image with index 9" in r.stderr
+
+
+@pytest.mark.parametrize("bits", [0, 3, 6])
+def test_near_duplicates_are_every_close_pair(bits):
+    """The slice index finds exactly the pairs that comparing every pair finds."""
+    from simgen.report import near_duplicates
+
+    rng = np.random.default_rng(bits)
+    hashes = []
+    for b in rng.integers(0, 2 ** 63, size=200, dtype=np.int64).tolist():
+        hashes.append(b)
+        for _ in range(2):  # near copies: 0-7 bits flipped
+            hashes.append(b ^ sum(1 << int(k) for k in rng.choice(64, size=rng.integers(0, 8), replace=False)))
+    hashes += [hashes[5]] * 3 + [2 ** 64 - 1, 0]  # exact copies; the extremes
+    every = [(i, j) for i in range(len(hashes)) for j in range(i + 1, len(hashes))
+             if bin(hashes[i] ^ hashes[j]).count("1") <= bits]
+    assert near_duplicates(hashes, bits) == every and len(every) > 40

@@ -340,38 +340,18 @@ def _encode_chunk(paths: List[str], cat_ids: Dict[str, int], polygons: bool) -> 
 
 def _encoded_in_processes(paths: Iterable[str], cat_ids: Dict[str, int], polygons: bool,
                           processes: int, exporters: Sequence = ()) -> Iterator[Encoded]:
-    import itertools
-    import multiprocessing as mp
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
+    from ..parallel import chunked, ordered_map
 
-    def chunk_paths():
-        it = iter(paths)
-        while True:
-            chunk = list(itertools.islice(it, CHUNK))
-            if not chunk:
-                return
-            yield chunk
-
-    chunks = chunk_paths()
     next_id = 1
-    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"),
-                             initializer=_set_exporters, initargs=(tuple(exporters),)) as ex:
-        ahead: deque = deque()
-        for chunk in itertools.islice(chunks, 2 * processes):  # bounded: results wait in memory
-            ahead.append(ex.submit(_encode_chunk, chunk, cat_ids, polygons))
-        while ahead:
-            done = ahead.popleft().result()
-            chunk = next(chunks, None)
-            if chunk is not None:
-                ahead.append(ex.submit(_encode_chunk, chunk, cat_ids, polygons))
-            for img, img_text, split, exported in done:
-                anns, texts = [], []
-                for category_id, head, tail in split:
-                    anns.append({"id": next_id, "category_id": category_id})
-                    texts.append(f"{head}{next_id}{tail}")
-                    next_id += 1
-                yield img, anns, img_text, texts, exported
+    for done in ordered_map(_encode_chunk, chunked(paths, CHUNK), processes, cat_ids, polygons,
+                            initializer=_set_exporters, initargs=(tuple(exporters),)):
+        for img, img_text, split, exported in done:
+            anns, texts = [], []
+            for category_id, head, tail in split:
+                anns.append({"id": next_id, "category_id": category_id})
+                texts.append(f"{head}{next_id}{tail}")
+                next_id += 1
+            yield img, anns, img_text, texts, exported
 
 
 class _JsonDoc:
