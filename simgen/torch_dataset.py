@@ -25,33 +25,39 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 
 
 class SimGenDetection(Dataset):
+    """The dataset's images (those of ``split``, if given) with their targets.
+
+    ``annotations.json`` is not loaded: an index of byte offsets (20 bytes an image, numpy
+    arrays that DataLoader workers share) locates each image's records, read when the item
+    is (~1 ms). A file another tool reordered is loaded whole instead."""
+
     def __init__(self, root: str, split: Optional[str] = None, transforms: Optional[Callable] = None,
                  include_ignored: bool = False):
-        name = "annotations.json" if split is None else f"annotations_{split}.json"
-        path = os.path.join(root, name)
-        if not os.path.isfile(path):
-            path = os.path.join(root, "annotations.json")
-        coco = json.load(open(path, encoding="utf-8"))
-        images = coco["images"]
-        if split is not None:
-            images = [i for i in images if i.get("split", "train") == split]
-        self.root, self.images, self.transforms = root, images, transforms
-        self.categories = {c["id"]: c["name"] for c in coco["categories"]}
-        self._anns = {i["id"]: [] for i in images}
-        for a in coco["annotations"]:
-            if a["image_id"] in self._anns and (include_ignored or not a.get("ignore")):
-                self._anns[a["image_id"]].append(a)
+        from .writers.coco import CocoIndex, OutOfOrder
+
+        self.root, self.transforms, self.include_ignored = root, transforms, include_ignored
+        path = os.path.join(root, "annotations.json")
+        try:
+            self._index = CocoIndex(path)
+        except OutOfOrder:
+            self._index = _Loaded(path)
+        self.categories = {c["id"]: c["name"] for c in self._index.categories}
+        self._positions = (np.arange(len(self._index)) if split is None else self._index.of_split(split))
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self._positions)
+
+    def record(self, k: int):
+        """Item ``k``'s COCO image record and its annotations (the ones the target holds)."""
+        img, anns = self._index[int(self._positions[k])]
+        return img, [a for a in anns if self.include_ignored or not a.get("ignore")]
 
     def __getitem__(self, k: int):
         from .io import read_png
 
-        img = self.images[k]
+        img, anns = self.record(k)
         rgb = read_png(os.path.join(self.root, "images", img["file_name"]))
         inst = read_png(os.path.join(self.root, img["mask_file"])).astype(np.int64)
-        anns = self._anns[img["id"]]
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                           for a in anns], np.float32).reshape(-1, 4)
         masks = np.stack([inst == a["instance_id"] for a in anns]).astype(np.uint8) if anns else \
@@ -71,6 +77,28 @@ class SimGenDetection(Dataset):
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+
+class _Loaded:
+    """:class:`~simgen.writers.coco.CocoIndex`'s interface over a COCO file loaded whole."""
+
+    def __init__(self, path: str):
+        coco = json.load(open(path, encoding="utf-8"))
+        self.categories, self._images = coco["categories"], coco["images"]
+        self._anns = {i["id"]: [] for i in self._images}
+        for a in coco["annotations"]:
+            if a["image_id"] in self._anns:
+                self._anns[a["image_id"]].append(a)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def of_split(self, split: str) -> np.ndarray:
+        return np.array([k for k, i in enumerate(self._images) if i.get("split", "train") == split], np.int64)
+
+    def __getitem__(self, k: int):
+        img = self._images[k]
+        return img, self._anns[img["id"]]
 
 
 def collate(batch):

@@ -329,6 +329,12 @@ def test_coco_file_is_read_as_a_stream(dataset, tmp_path, monkeypatch):
     odd.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
     ds = C.Coco.from_file(str(odd))
     assert ds.categories == doc["categories"] and list(ds) == whole
+    for f in (path, str(odd)):  # random access through byte offsets (UTF-8 before them in odd.json)
+        index = C.CocoIndex(f)
+        assert [index[k] for k in range(len(index))] == whole
+        assert index.categories == (doc if f == str(odd) else coco(dataset))["categories"]
+        assert [index[int(k)][0]["split"] for k in index.of_split("val")] == ["val"] * sum(
+            i["split"] == "val" for i in doc["images"])
     doc["annotations"] = doc["annotations"][::-1]
     odd.write_text(json.dumps(doc))
     with pytest.raises(C.OutOfOrder):

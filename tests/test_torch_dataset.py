@@ -34,3 +34,19 @@ def test_dataset_and_dataloader(tmp_path):
         assert np.allclose(box, [x, y, x + w, y + h])
         assert m.sum() == a["area"]
     assert t["labels"].tolist() == [a["category_id"] for a in anns]
+    # Items come through a byte-offset index of annotations.json, not the loaded file: the same
+    # records, in any DataLoader worker process, and a reordered file is loaded whole instead.
+    expect = {i["id"]: (i, [a for a in coco["annotations"] if a["image_id"] == i["id"] and not a["ignore"]])
+              for i in coco["images"]}
+    assert [ds.record(k) for k in range(4)] == [expect[i["id"]] for i in coco["images"]]
+    seen = [t["image_id"] for _, ts in DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate) for t in ts]
+    assert seen == [i["id"] for i in coco["images"]]
+    from simgen.writers.coco import CocoIndex
+    assert CocoIndex(os.path.join(out, "annotations.json"))._img_at.nbytes == 4 * 8
+    last = coco["images"][-1]["id"]
+    coco["annotations"] = ([a for a in coco["annotations"] if a["image_id"] == last]
+                           + [a for a in coco["annotations"] if a["image_id"] != last])
+    json.dump(coco, open(os.path.join(out, "annotations.json"), "w"))
+    moved = SimGenDetection(out, split="val")
+    assert [moved.record(k) for k in range(len(moved))] == [expect[i["id"]] for i in coco["images"]
+                                                            if i["split"] == "val"]

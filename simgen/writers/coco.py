@@ -201,14 +201,17 @@ class _Stream:
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._json = json.JSONDecoder()
         self._buf, self._pos, self._base, self._eof = "", 0, offset, False  # _base: byte offset of _buf[0]
+        self._ascii = True  # so far: then characters are bytes (simgen writes ASCII JSON)
 
     def close(self) -> None:
         self._f.close()
 
     def _more(self) -> bool:
         data = self._f.read(self.CHUNK)
-        self._base += len(self._buf[:self._pos].encode("utf-8"))
-        self._buf = self._buf[self._pos:] + self._utf8.decode(data, final=not data)
+        self._base += self._pos if self._ascii else len(self._buf[:self._pos].encode("utf-8"))
+        text = self._utf8.decode(data, final=not data)
+        self._ascii = self._ascii and text.isascii()
+        self._buf = self._buf[self._pos:] + text
         self._pos = 0
         self._eof = not data
         return bool(data)
@@ -257,7 +260,19 @@ class _Stream:
 
     def offset(self) -> int:
         """Byte offset in the file of the next character."""
-        return self._base + len(self._buf[:self._pos].encode("utf-8"))
+        return self._base + (self._pos if self._ascii else len(self._buf[:self._pos].encode("utf-8")))
+
+    def items_at(self) -> Iterator[Tuple[int, object]]:
+        """As :meth:`items`, each value with its byte offset."""
+        if self.peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            self.peek()
+            at = self.offset()
+            yield at, self.value()
+            if self.take(",]") == "]":
+                return
 
 
 def _layout(path: str) -> Tuple[dict, Dict[str, int]]:
@@ -288,6 +303,87 @@ def _layout(path: str) -> Tuple[dict, Dict[str, int]]:
     finally:
         s.close()
     return head, arrays
+
+
+class CocoIndex:
+    """Random access to the images of a COCO file laid out as simgen writes it, without
+    loading it: per image, the byte offsets of its record and of its first annotation, and
+    its annotation count, in numpy arrays (20 bytes an image: a million-image dataset's
+    index takes 20 MB, and PyTorch's DataLoader workers share it instead of copying Python
+    objects). Built in one streaming pass; raises :class:`OutOfOrder` like
+    :meth:`Coco.from_file`. ``index[k]`` is image k (file order) and its annotations."""
+
+    def __init__(self, path: str):
+        head, arrays = _layout(path)
+        if "categories" not in head or len(arrays) < 2:
+            raise ValueError(f"{path} has no {'categories' if 'categories' not in head else 'images or annotations'}")
+        self.path, self.categories, self.info = path, head["categories"], head.get("info", {})
+        img_at, ann_at, counts, splits = [], [], [], []
+        imgs, anns = _Stream(path, arrays["images"]), _Stream(path, arrays["annotations"])
+        try:
+            pending = iter(anns.items_at())
+            nxt = next(pending, None)
+            for at, img in imgs.items_at():
+                img_at.append(at)
+                splits.append(img.get("split", "train"))
+                ann_at.append(nxt[0] if nxt is not None else 0)
+                n = 0
+                while nxt is not None and nxt[1]["image_id"] == img["id"]:
+                    n += 1
+                    nxt = next(pending, None)
+                counts.append(n)
+            if nxt is not None:
+                raise OutOfOrder(f"annotation {nxt[1]['id']} (image {nxt[1]['image_id']}) is not with its image")
+        finally:
+            imgs.close()
+            anns.close()
+        self._img_at, self._ann_at = np.array(img_at, np.int64), np.array(ann_at, np.int64)
+        self._counts = np.array(counts, np.int32)
+        names = sorted(set(splits))
+        self.split_names = names
+        self._split = np.array([names.index(x) for x in splits], np.int8) if splits else np.zeros(0, np.int8)
+        self._f = None
+
+    def __len__(self) -> int:
+        return len(self._img_at)
+
+    def of_split(self, split: str) -> np.ndarray:
+        """Positions (file order) of the images in ``split``."""
+        if split not in self.split_names:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(self._split == self.split_names.index(split))
+
+    def __getitem__(self, k: int) -> Tuple[dict, List[dict]]:
+        if self._f is None or self._pid != os.getpid():  # one handle per process (DataLoader workers fork)
+            self._f, self._pid = open(self.path, "rb"), os.getpid()
+        img = self._values(int(self._img_at[k]), 1)[0]
+        n = int(self._counts[k])
+        return img, (self._values(int(self._ann_at[k]), n) if n else [])
+
+    def _values(self, at: int, n: int) -> list:
+        """``n`` comma-separated JSON values from byte offset ``at``."""
+        dec, size = json.JSONDecoder(), 16384
+        while True:
+            self._f.seek(at)
+            data = self._f.read(size)
+            text = data.decode("utf-8", errors="ignore")  # a character cut at the end is read again
+            out, pos = [], 0
+            try:
+                while len(out) < n:
+                    v, pos = dec.raw_decode(text, pos)
+                    out.append(v)
+                    while pos < len(text) and text[pos] in " \t\r\n,":
+                        pos += 1
+                return out
+            except json.JSONDecodeError:
+                if len(data) < size:
+                    raise
+                size *= 4
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_f"] = None
+        return state
 
 
 def _from_part(path: str, cat_ids: Dict[str, int], polygons: bool) -> Tuple[dict, List[dict]]:
