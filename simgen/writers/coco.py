@@ -143,28 +143,9 @@ class Coco:
         the same order); iterating over any other raises :class:`OutOfOrder` (load it with
         :meth:`from_doc` then). A file that is not COCO raises ValueError here."""
         head, arrays = _layout(path)
-        if "categories" not in head or len(arrays) < 2:
-            raise ValueError(f"{path} has no {'categories' if 'categories' not in head else 'images or annotations'}")
 
         def images():
-            imgs, anns = _Stream(path, arrays["images"]), _Stream(path, arrays["annotations"])
-            try:
-                pending = iter(anns.items())
-                ann, index = next(pending, None), -1
-                for img in imgs.items():
-                    if img.get("index", index + 1) <= index:
-                        raise OutOfOrder(f"image {img['id']} comes after a later image")
-                    index = img.get("index", index + 1)
-                    group = []
-                    while ann is not None and ann["image_id"] == img["id"]:
-                        group.append(ann)
-                        ann = next(pending, None)
-                    yield img, group
-                if ann is not None:
-                    raise OutOfOrder(f"annotation {ann['id']} (image {ann['image_id']}) is not with its image")
-            finally:
-                imgs.close()
-                anns.close()
+            return ((img, anns) for _, img, _, anns in _grouped(path, arrays))
 
         return cls(head.get("info", {}), head["categories"], images)
 
@@ -302,7 +283,34 @@ def _layout(path: str) -> Tuple[dict, Dict[str, int]]:
                     break
     finally:
         s.close()
+    if "categories" not in head or len(arrays) < 2:
+        raise ValueError(f"{path} has no {'categories' if 'categories' not in head else 'images or annotations'}")
     return head, arrays
+
+
+def _grouped(path: str, arrays: Dict[str, int]) -> Iterator[Tuple[int, dict, int, List[dict]]]:
+    """Per image, in file order: its byte offset, its record, the byte offset of its first
+    annotation (0 when it has none) and its annotations, read through one cursor on the
+    images and one on the annotations. Raises :class:`OutOfOrder` when the annotations are
+    not grouped by image in the images' order, or the images not in index order."""
+    imgs, anns = _Stream(path, arrays["images"]), _Stream(path, arrays["annotations"])
+    try:
+        pending = anns.items_at()
+        nxt, index = next(pending, None), -1
+        for at, img in imgs.items_at():
+            if img.get("index", index + 1) <= index:
+                raise OutOfOrder(f"image {img['id']} comes after a later image")
+            index = img.get("index", index + 1)
+            first, group = (nxt[0] if nxt is not None else 0), []
+            while nxt is not None and nxt[1]["image_id"] == img["id"]:
+                group.append(nxt[1])
+                nxt = next(pending, None)
+            yield at, img, (first if group else 0), group
+        if nxt is not None:
+            raise OutOfOrder(f"annotation {nxt[1]['id']} (image {nxt[1]['image_id']}) is not with its image")
+    finally:
+        imgs.close()
+        anns.close()
 
 
 class CocoIndex:
@@ -315,28 +323,13 @@ class CocoIndex:
 
     def __init__(self, path: str):
         head, arrays = _layout(path)
-        if "categories" not in head or len(arrays) < 2:
-            raise ValueError(f"{path} has no {'categories' if 'categories' not in head else 'images or annotations'}")
         self.path, self.categories, self.info = path, head["categories"], head.get("info", {})
         img_at, ann_at, counts, splits = [], [], [], []
-        imgs, anns = _Stream(path, arrays["images"]), _Stream(path, arrays["annotations"])
-        try:
-            pending = iter(anns.items_at())
-            nxt = next(pending, None)
-            for at, img in imgs.items_at():
-                img_at.append(at)
-                splits.append(img.get("split", "train"))
-                ann_at.append(nxt[0] if nxt is not None else 0)
-                n = 0
-                while nxt is not None and nxt[1]["image_id"] == img["id"]:
-                    n += 1
-                    nxt = next(pending, None)
-                counts.append(n)
-            if nxt is not None:
-                raise OutOfOrder(f"annotation {nxt[1]['id']} (image {nxt[1]['image_id']}) is not with its image")
-        finally:
-            imgs.close()
-            anns.close()
+        for at, img, first, anns in _grouped(path, arrays):
+            img_at.append(at)
+            ann_at.append(first)
+            counts.append(len(anns))
+            splits.append(img.get("split", "train"))
         self._img_at, self._ann_at = np.array(img_at, np.int64), np.array(ann_at, np.int64)
         self._counts = np.array(counts, np.int32)
         names = sorted(set(splits))
