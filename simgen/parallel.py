@@ -13,12 +13,13 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
 
 
 def ordered_map(fn: Callable, chunks: Iterator[list], processes: int, *args, local_first: bool = False,
-                initializer: Callable = None, initargs: tuple = ()) -> Iterator:
+                initializer: Callable = None, initargs: tuple = (), what: str = "going through the dataset") -> Iterator:
     """``fn(chunk, *args)`` for each chunk, in chunk order. With ``processes`` > 1 it runs in
     that many spawned processes, at most two chunks per process in flight (results wait in
     memory: it stays bounded); ``local_first`` runs the first chunk here and starts the
     processes only if there is a second (a small dataset never pays their start-up, ~1 s).
-    ``fn`` and ``args`` must be picklable; ``initializer(*initargs)`` runs in each process."""
+    ``fn`` and ``args`` must be picklable; ``initializer(*initargs)`` runs in each process.
+    A process that dies (killed, out of memory) stops it with a SimGenError naming ``what``."""
     chunks = iter(chunks)
     if local_first or processes <= 1:
         first = next(chunks, None)
@@ -32,6 +33,9 @@ def ordered_map(fn: Callable, chunks: Iterator[list], processes: int, *args, loc
     import multiprocessing as mp
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .errors import SimGenError
 
     pending: List = list(itertools.islice(chunks, 1))
     if not pending:
@@ -40,7 +44,12 @@ def ordered_map(fn: Callable, chunks: Iterator[list], processes: int, *args, loc
                              initializer=initializer, initargs=initargs) as ex:
         ahead = deque(ex.submit(fn, c, *args) for c in itertools.chain(pending, itertools.islice(chunks, 2 * processes - 1)))
         while ahead:
-            done = ahead.popleft().result()
+            try:
+                done = ahead.popleft().result()
+            except BrokenProcessPool:
+                raise SimGenError(f"a helper process died while {what} (killed, or out of memory?); nothing was "
+                                  f"left half-written (fix: run the same command again, with fewer workers if "
+                                  f"memory is short)") from None
             chunk = next(chunks, None)
             if chunk is not None:
                 ahead.append(ex.submit(fn, chunk, *args))

@@ -79,7 +79,8 @@ def pixel_stats(dataset: str, coco: dict, image_root: Optional[str] = None, proc
 
     root = image_root or os.path.join(dataset, "images")
     paths = (os.path.join(root, img["file_name"]) for img in coco["images"])
-    return [row for done in ordered_map(_pixel_chunk, chunked(paths, PIXEL_CHUNK), processes, local_first=True)
+    return [row for done in ordered_map(_pixel_chunk, chunked(paths, PIXEL_CHUNK), processes, local_first=True,
+                                          what="reading images")
             for row in done]
 
 

@@ -113,7 +113,8 @@ def _checked(path: str, records, processes: int):
     the rest, if any, in ``processes`` spawned processes."""
     from .parallel import chunked, ordered_map
 
-    for done in ordered_map(_check_chunk, chunked(records, CHUNK), processes, path, local_first=True):
+    for done in ordered_map(_check_chunk, chunked(records, CHUNK), processes, path, local_first=True,
+                            what="checking images"):
         yield from done
 
 

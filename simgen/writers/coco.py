@@ -433,7 +433,8 @@ def _encoded_in_processes(paths: Iterable[str], cat_ids: Dict[str, int], polygon
 
     next_id = 1
     for done in ordered_map(_encode_chunk, chunked(paths, CHUNK), processes, cat_ids, polygons,
-                            initializer=_set_exporters, initargs=(tuple(exporters),)):
+                            initializer=_set_exporters, initargs=(tuple(exporters),),
+                            what="writing the dataset files"):
         for img, img_text, split, exported in done:
             anns, texts = [], []
             for category_id, head, tail in split:
