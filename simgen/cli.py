@@ -33,9 +33,8 @@ Generate a labeled synthetic dataset. Common keys:
 def _validate(args: List[str]) -> int:
     import argparse
 
-    from .validate import validate_dataset
-
     from .config import usable_cores
+    from .validate import validate_dataset
 
     ap = argparse.ArgumentParser(prog="simgen validate", description="Check a dataset on disk.")
     ap.add_argument("dataset")

@@ -312,9 +312,8 @@ def figures(stats: dict, real: Optional[dict] = None) -> Dict[str, str]:
 def write_report(dataset: str, out_dir: str, against: Optional[str] = None,
                  real_images: Optional[str] = None) -> str:
     """index.html (self-contained: plots embedded as PNG) and report.json in ``out_dir``."""
-    from .io import atomic_write_bytes
-
     from .config import usable_cores
+    from .io import atomic_write_bytes
 
     coco = load(dataset)
     pixels = pixel_stats(dataset, coco, processes=usable_cores())

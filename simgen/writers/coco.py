@@ -229,22 +229,13 @@ class _Stream:
             self._pos = end
             return v
 
-    def items(self) -> Iterator:
-        """The values of the array whose '[' was just consumed, then its ']'."""
-        if self.peek() == "]":
-            self._pos += 1
-            return
-        while True:
-            yield self.value()
-            if self.take(",]") == "]":
-                return
-
     def offset(self) -> int:
         """Byte offset in the file of the next character."""
         return self._base + (self._pos if self._ascii else len(self._buf[:self._pos].encode("utf-8")))
 
     def items_at(self) -> Iterator[Tuple[int, object]]:
-        """As :meth:`items`, each value with its byte offset."""
+        """The values of the array whose '[' was just consumed, each with its byte offset,
+        then its ']'."""
         if self.peek() == "]":
             self._pos += 1
             return
@@ -275,7 +266,7 @@ def _layout(path: str) -> Tuple[dict, Dict[str, int]]:
                     arrays[key] = s.offset()
                     if len(arrays) == 2 and "categories" in head:
                         break
-                    for _ in s.items():
+                    for _ in s.items_at():
                         pass
                 else:
                     head[key] = s.value()

@@ -23,10 +23,15 @@ def link_or_copy(src: str, dst: str) -> None:
         shutil.copyfile(src, dst)
 
 
+def export_tmp(path: str) -> str:
+    """Where the export that will replace ``path`` is built."""
+    return path + ".tmp-export"
+
+
 def fresh_dir(path: str) -> str:
-    """A temporary sibling folder to build an export in (``path`` + '.tmp-export', empty);
-    swap it in with :func:`commit_dir`."""
-    tmp = path + ".tmp-export"
+    """A temporary sibling folder to build an export in (:func:`export_tmp`, empty); swap it
+    in with :func:`commit_dir`."""
+    tmp = export_tmp(path)
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
@@ -67,7 +72,7 @@ class Exporter:
     def __init__(self, dataset: str, categories: list, options: dict):
         self.dataset, self.categories, self.options = dataset, categories, dict(options)
         self.out = os.path.join(dataset, self.folder)
-        self.tmp = self.out + ".tmp-export"
+        self.tmp = export_tmp(self.out)
 
     def begin(self, coco) -> None:
         fresh_dir(self.out)
