@@ -40,17 +40,23 @@ def ordered_map(fn: Callable, chunks: Iterator[list], processes: int, *args, loc
     pending: List = list(itertools.islice(chunks, 1))
     if not pending:
         return
+    broken = SimGenError(f"a helper process died while {what} (killed, or out of memory?); nothing was left "
+                         f"half-written (fix: run the same command again, with fewer workers if memory is short)")
     with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"),
                              initializer=initializer, initargs=initargs) as ex:
-        ahead = deque(ex.submit(fn, c, *args) for c in itertools.chain(pending, itertools.islice(chunks, 2 * processes - 1)))
+        # A dead helper breaks the pool: seen by result(), or by submit() when the chunks that
+        # finished before it died are collected first.
+        try:
+            ahead = deque(ex.submit(fn, c, *args)
+                          for c in itertools.chain(pending, itertools.islice(chunks, 2 * processes - 1)))
+        except BrokenProcessPool:
+            raise broken from None
         while ahead:
             try:
                 done = ahead.popleft().result()
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    ahead.append(ex.submit(fn, chunk, *args))
             except BrokenProcessPool:
-                raise SimGenError(f"a helper process died while {what} (killed, or out of memory?); nothing was "
-                                  f"left half-written (fix: run the same command again, with fewer workers if "
-                                  f"memory is short)") from None
-            chunk = next(chunks, None)
-            if chunk is not None:
-                ahead.append(ex.submit(fn, chunk, *args))
+                raise broken from None
             yield done
