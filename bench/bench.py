@@ -31,7 +31,7 @@ COMMON = ["camera.width=640", "camera.height=480", "objects.count=10", "progress
 CORES = len(os.sched_getaffinity(0))
 
 
-def _one_run(workers: int, n: int) -> dict:
+def _one_run(workers: int, n: int, views: int = 1) -> dict:
     from simgen import runner
     from simgen.config import compose
 
@@ -46,7 +46,8 @@ def _one_run(workers: int, n: int) -> dict:
 
     runner._progress = lambda total, initial, enabled: Clock()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose([*COMMON, f"num_images={n}", f"workers={workers}", f"output_dir={tmp}/d"])
+        cfg = compose([*COMMON, f"num_images={n}", f"workers={workers}", f"output_dir={tmp}/d",
+                       f"camera.views_per_scene={views}"])
         s = runner.run(cfg)
     # Steady state: the rate after the first fifth of the images, when every process has
     # started and warmed up (the ceiling, too, is timed warm). A million-image run is this.
@@ -54,7 +55,7 @@ def _one_run(workers: int, n: int) -> dict:
     steady = (n - 1 - k) / (done_at[-1] - done_at[k]) if n > 10 else s.images_per_second
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"workers": workers, "images": n, "seconds": round(s.seconds, 2),
+    return {"workers": workers, "views_per_scene": views, "images": n, "seconds": round(s.seconds, 2),
             "images_per_second": round(s.images_per_second, 3), "steady_images_per_second": round(steady, 3),
             "mean_stage_ms": {k: round(v * 1000, 1) for k, v in sorted(s.stage_seconds.items())},
             "peak_rss_mb_main": round(self_kb / 1024, 1), "peak_rss_mb_worker": round(child_kb / 1024, 1),
@@ -139,8 +140,8 @@ def _ceiling(n: int) -> dict:
     return {"images": n, "images_per_second": round(n / dt, 3), "ms_per_image": round(dt / n * 1000, 1)}
 
 
-def _sub(key: str, n: int, env: dict = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--one", key, "--images", str(n)],
+def _sub(key: str, n: int, env: dict = None, views: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--one", key, "--images", str(n), "--views", str(views)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, **(env or {})))
 
@@ -152,7 +153,7 @@ def _result(p: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _measure(key: str, n: int) -> dict:
+def _measure(key: str, n: int, views: int) -> dict:
     if key == "ceilingN":  # one single-threaded rasterizing process per core, at once; llvmpipe
         best = None  # rasterizing in the calling thread (as workers do) or in one thread of its own
         for lp in ("0", "1"):
@@ -163,26 +164,30 @@ def _measure(key: str, n: int) -> dict:
         return best
     if key == "stages":  # one single-threaded process: the CPU time each stage costs
         return _result(_sub("stages", n, {"LP_NUM_THREADS": "0"}))
+    if key == "runNviews":
+        return _result(_sub(key, n, views=views))
     return _result(_sub(key, n))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)  # start-up (~2.5 s a worker) under 10%
-    ap.add_argument("--one", choices=["run1", "runN", "stages", "ceiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--one", choices=["run1", "runN", "runNviews", "stages", "ceiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--views", type=int, default=4, help="camera.views_per_scene of the extra multi-view run")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", default="out/bench.json")
     a = ap.parse_args()
     if a.one:
         res = {"run1": lambda: _one_run(1, a.images), "runN": lambda: _one_run(CORES, a.images),
+               "runNviews": lambda: _one_run(CORES, a.images, a.views),
                "stages": lambda: _stage_totals(1, min(a.images, 20)),
                "ceiling": lambda: _ceiling(min(a.images, 40))}[a.one]()
         print(json.dumps(res))
         return 0
     results = {"cores": CORES}
     for rep in range(a.repeat):
-        for key in ("ceiling", "ceilingN", "run1", "runN", "stages"):
-            res = _measure(key, a.images)
+        for key in ("ceiling", "ceilingN", "run1", "runN", "runNviews", "stages"):
+            res = _measure(key, a.images, a.views)
             print(f"{key:8s} {json.dumps(res)}", flush=True)
             best = results.get(key)
             if key == "stages":
@@ -206,6 +211,12 @@ def main() -> int:
     print(f"  ceiling, RGB + instance raster only: {c1:.2f} images/s in 1 process, {cn:.2f} in {CORES} "
           f"single-threaded processes")
     print(f"  end to end / ceiling: {best / ceiling:.0%} (start-up included), {steady / ceiling:.0%} after start-up")
+    rv = results["runNviews"]
+    results["views_over_ceiling"] = round(rv["images_per_second"] / ceiling, 3)
+    results["views_steady_over_ceiling"] = round(rv["steady_images_per_second"] / ceiling, 3)
+    print(f"  end to end, {CORES} workers, camera.views_per_scene={a.views} (one settle per {a.views} images): "
+          f"{rv['images_per_second']:.2f} images/s, {rv['steady_images_per_second']:.2f} after start-up -> "
+          f"{rv['images_per_second'] / ceiling:.0%}, {rv['steady_images_per_second'] / ceiling:.0%} of the ceiling")
     st = dict(results["stages"])
     cp, cc = st.pop("cpu_ms_pipeline"), st.pop("cpu_ms_ceiling")
     results["cpu_ceiling_over_pipeline"] = round(cc / cp, 3)

@@ -48,6 +48,9 @@ class CameraConfig:
     look_at: Optional[List[float]] = None  # fixed look-at point (with position)
     znear: float = 0.01  # metres
     zfar: float = 30.0  # metres
+    views_per_scene: int = 1  # consecutive images sharing one settled scene (objects, lights,
+    # materials, background, split), each with its own camera and effects: the physics is paid
+    # once per scene. Not with objects.placement=float (its objects are placed for one camera)
 
 
 @dataclass
@@ -555,6 +558,9 @@ def validate(cfg) -> None:
     for k in ("position", "look_at"):
         v = cam[k]
         need(v is None or len(v) == 3, f"camera.{k} must be null or [x, y, z] in metres, got {v}")
+    need(isinstance(cam.views_per_scene, int) and not isinstance(cam.views_per_scene, bool)
+         and cam.views_per_scene >= 1,
+         f"camera.views_per_scene must be an integer >= 1, got {cam.views_per_scene!r} (fix: camera.views_per_scene=1)")
     need((cam.position is None) == (cam.look_at is None),
          "camera.position and camera.look_at must be given together")
     need(0 < cam.znear < cam.zfar, f"camera.znear/zfar must satisfy 0 < znear < zfar, got "
@@ -570,6 +576,10 @@ def validate(cfg) -> None:
     need(ob.placement in placements, f"objects.placement must be one of {', '.join(placements)}, got "
          f"'{ob.placement}'")
     check_range("objects.float_distance", ob.float_distance, low=1e-3)
+    need(ob.placement != "float" or cam.views_per_scene == 1,
+         f"camera.views_per_scene={cam.views_per_scene} needs objects placed in the world, but "
+         f"objects.placement=float places them in front of one camera (fix: camera.views_per_scene=1, or "
+         f"objects.placement=drop)")
     for k, w in ob.class_weights.items():
         need(w >= 0, f"objects.class_weights.{k} must be >= 0, got {w}")
     if ob.placement == "fixed":

@@ -175,8 +175,14 @@ def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str, lp_threads: Opt
     _WORKER_OUT = (output_dir, parts_dir)
 
 
-def _local_task(index: int):
-    return index, make_and_commit(_WORKER, index, *_WORKER_OUT), _WORKER.renderer.gl_renderer
+def _local_task(group: Tuple[int, ...]):
+    return [(i, make_and_commit(_WORKER, i, *_WORKER_OUT), _WORKER.renderer.gl_renderer) for i in group]
+
+
+def scene_groups(todo: Iterable[int], views: int) -> Iterator[Tuple[int, ...]]:
+    """The (sorted) indices to make, grouped by scene: one process makes all of a scene's
+    views in a row, so it settles the scene once (camera.views_per_scene)."""
+    return (tuple(g) for _, g in itertools.groupby(todo, key=lambda i: i // views))
 
 
 def llvmpipe_threads(cores: int) -> str:
@@ -249,18 +255,19 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
         return ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_init_worker,
                                    initargs=(cfg_yaml, output_dir, parts_dir, lp_threads))
 
-    fresh = iter(todo)
-    queue: deque = deque()  # images nobody has started: a few drawn from `fresh` at a time, retries first
+    views = int(cfg.camera.views_per_scene)
+    fresh = scene_groups(todo, views)
+    queue: deque = deque()  # scenes' images nobody has started: a few drawn from `fresh` at a time, retries first
 
     def fill() -> None:
         while len(queue) < 2 * helpers + 2:
-            i = next(fresh, None)
-            if i is None:
+            group = next(fresh, None)
+            if group is None:
                 return
-            queue.append(i)
+            queue.append(group)
 
     crash = (_crash_spec() or (None,))[0]  # the crash test hook's image: left to helpers
-    pending: Dict[object, int] = {}  # helper futures -> image index
+    pending: Dict[object, Tuple[int, ...]] = {}  # helper futures -> image indices
     lost: List[int] = []  # in flight on a helper that died with no retries left
     retries = int(cfg.retries)
     used = 0
@@ -273,14 +280,15 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
             finished = [f for f in pending if f.done()]
             broken = False
             for f in finished:
-                i = pending.pop(f)
+                group = pending.pop(f)
                 try:
-                    index, timings, gl = f.result()
+                    done = f.result()
                 except BrokenProcessPool:
                     broken = True
-                    pending[f] = i  # handled with the pool's other images below
+                    pending[f] = group  # handled with the pool's other images below
                     continue
-                on_done(index, timings, gl)
+                for index, timings, gl in done:
+                    on_done(index, timings, gl)
             if not broken and ex is not None:
                 try:  # keep the helpers two images ahead
                     while queue and len(pending) < 2 * helpers:
@@ -289,7 +297,7 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
                 except BrokenProcessPool:  # a helper died idle, between its images and new ones
                     broken = True
             if broken:
-                dead = sorted(pending.values())
+                dead = sorted(i for group in pending.values() for i in group)
                 pending.clear()
                 # Wait for the broken pool's manager thread (it has terminated the other
                 # helpers): left running, it can close its wake-up pipe just as the
@@ -307,20 +315,21 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
                     used += 1
                     log.warning(f"a worker process died (killed or out of memory); making its "
                                 f"{len(redo)} unfinished image(s) again (retry {used} of {retries})")
-                    queue.extendleft(reversed(redo))
+                    queue.extendleft(reversed(list(scene_groups(redo, views))))
                     ex = new_pool()
                 else:
                     lost += redo
                 continue
-            mine = next((k for k, i in enumerate(queue) if i != crash), None)
+            mine = next((k for k, group in enumerate(queue) if crash not in group), None)
             if mine is not None:
-                i = queue[mine]
+                group = queue[mine]
                 del queue[mine]
-                on_done(i, make_and_commit(pipe, i, output_dir, parts_dir), pipe.renderer.gl_renderer)
+                for i in group:
+                    on_done(i, make_and_commit(pipe, i, output_dir, parts_dir), pipe.renderer.gl_renderer)
             elif pending:
                 wait(list(pending), return_when=FIRST_COMPLETED)
             elif ex is None:  # no helper left and only images this process must not make
-                lost += [*queue, *fresh]
+                lost += [i for group in (*queue, *fresh) for i in group]
                 queue.clear()
     except BaseException:
         if ex is not None:
@@ -426,6 +435,8 @@ def run_ray(cfg, todo: Indices, output_dir: str, parts_dir: str, on_done: OnDone
         return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
 
     size = int(cfg.shards.size) or auto_shard_size(len(todo), slots())
+    views = int(cfg.camera.views_per_scene)
+    size = -(-size // views) * views  # whole scenes per shard: each settled once
     shards = iter(plan_shards(todo, size))
     task = ray.remote(_ray_shard).options(num_cpus=cpus, max_retries=int(cfg.retries),
                                           runtime_env={"env_vars": env})

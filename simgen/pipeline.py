@@ -11,19 +11,20 @@ from dataclasses import replace
 
 from .annotate import annotate
 from .assets import AssetLibrary
-from .scenes import factor_rng, objects_in_view, sample_camera, sample_scene
+from .scenes import factor_rng, objects_in_view, sample_camera, sample_scene, scene_of
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
 STAGES = ("sample", "physics", "render", "effects", "annotate", "write")
 
 
 def split_of(cfg, index: int) -> str:
-    """train / val / test for image ``index``: a pure function of (seed, index), so every
-    format and every resumed or sharded run agrees."""
-    from .scenes import factor_rng
+    """train / val / test for image ``index``: a pure function of (seed, scene of the image),
+    so every format and every resumed or sharded run agrees, and the views of one scene never
+    straddle train and val."""
+    from .scenes import factor_rng, scene_of
 
     fr = [float(cfg.splits.train), float(cfg.splits.val), float(cfg.splits.test)]
-    u = factor_rng(cfg.seed, index, "split").random() * sum(fr)
+    u = factor_rng(cfg.seed, scene_of(cfg, index), "split").random() * sum(fr)
     acc = 0.0
     for name, f in zip(("train", "val", "test"), fr):
         acc += f
@@ -58,6 +59,7 @@ class Sample:
     conditions: Dict[str, Dict] = None  # edge cases applied: name -> sampled parameters
     split: str = "train"
     image_meta: Dict[str, object] = None  # extra image fields from effects (dist_coeffs)
+    scene_index: Optional[int] = None  # the scene this image views, when scenes have several views
 
 
 class Pipeline:
@@ -75,6 +77,7 @@ class Pipeline:
             self.all_assets = self.library.merged(self.distractors)
         self._physics = None
         self._renderer = None
+        self._settled = None  # (scene index, settled scene, report): reused by its other views
 
     @property
     def renderer(self):
@@ -120,22 +123,31 @@ class Pipeline:
         return self.physics.settle(scene, self.all_assets, cfg.physics)
 
     def sample_and_settle(self, index: int):
-        """Sample and settle, resampling (bounded by physics.max_tries) scenes that did not
-        settle, sank, fell off their support or exploded; then make sure the camera sees at
-        least camera.min_visible_objects objects (bounded by camera.max_tries)."""
+        """Sample and settle image ``index``'s scene, resampling (bounded by physics.max_tries)
+        scenes that did not settle, sank, fell off their support or exploded; then make sure
+        the camera sees at least camera.min_visible_objects objects (bounded by
+        camera.max_tries). With camera.views_per_scene > 1 the settled scene is kept for the
+        scene's next views, which only draw their own camera from (seed, image index)."""
         cfg = self.cfg
-        tries = int(cfg.physics.max_tries)
         self._t_sample = self._t_physics = 0.0
-        for attempt in range(tries):
-            t0 = time.perf_counter()
-            scene = self.sample(index, attempt)
-            t1 = time.perf_counter()
-            scene, report = self.settle(scene)
-            self._t_sample += t1 - t0
-            self._t_physics += time.perf_counter() - t1
-            if report.valid:
-                break
-        report = replace(report, attempts=attempt + 1)
+        views = int(cfg.camera.views_per_scene)
+        key = scene_of(cfg, index)
+        if self._settled is not None and self._settled[0] == key:
+            scene, report = self._settled[1:]
+        else:
+            for attempt in range(int(cfg.physics.max_tries)):
+                t0 = time.perf_counter()
+                scene = self.sample(key, attempt)
+                t1 = time.perf_counter()
+                scene, report = self.settle(scene)
+                self._t_sample += t1 - t0
+                self._t_physics += time.perf_counter() - t1
+                if report.valid:
+                    break
+            report = replace(report, attempts=attempt + 1)
+            self._settled = (key, scene, report) if views > 1 else None
+        if views > 1:  # this view's own camera (with one view, the scene's camera is the image's)
+            scene = replace(scene, camera=sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt)))
         need = int(cfg.camera.min_visible_objects)
         if need > 0 and cfg.objects.placement != "float":
             for t in range(1, int(cfg.camera.max_tries) + 1):
@@ -168,7 +180,8 @@ class Pipeline:
         t.update({f"render.{k}": v for k, v in self.renderer.last_timings.items()})
         return Sample(index, image_name(index), scene, report, frame, anns, t,
                       conditions=effects.as_metadata(fired), image_meta=meta,
-                      split=split_of(self.cfg, index))
+                      split=split_of(self.cfg, index),
+                      scene_index=scene.index if int(self.cfg.camera.views_per_scene) > 1 else None)
 
     def encode(self, sample: Sample):
         """The image's files as {relative path: bytes} and its part record (JSON-ready)."""

@@ -35,6 +35,12 @@ def factor_rng(seed: int, index: int, factor: str, attempt: int = 0, *extra: int
     return np.random.default_rng(key)
 
 
+def scene_of(cfg, index: int) -> int:
+    """The scene image ``index`` shows: camera.views_per_scene consecutive images share one
+    (sampled and settled from (seed, scene) alone; the camera and effects from (seed, image))."""
+    return int(index) // int(cfg.camera.views_per_scene)
+
+
 @lru_cache(maxsize=None)
 def _radius(library: AssetLibrary, name: str) -> float:
     """Bounding-sphere radius (metres, scale 1) of an asset about its model origin."""
@@ -347,7 +353,8 @@ def _sample_lights(cfg, rng: np.random.Generator):
 def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int = 0,
                  distractor_library: Optional[AssetLibrary] = None) -> SceneSpec:
     """Sample objects, distractors, fixed geometry, materials, lights, camera, floor and
-    background for one image. Drop poses never overlap at the start."""
+    background for scene ``index`` (the image index unless camera.views_per_scene > 1: see
+    scene_of). Drop poses never overlap at the start."""
     ob = cfg.objects
     rng_o = factor_rng(seed, index, "objects", attempt)
     rng_p = factor_rng(seed, index, "poses", attempt)

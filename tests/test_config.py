@@ -36,6 +36,8 @@ def test_overrides_win_over_scene():
     ("workers=0", "workers must be >= 1"),
     ("seed=-1", "seed must be >= 0"),
     ("ray.max_pending=-1", "ray.max_pending must be >= 0"),
+    ("camera.views_per_scene=0", "camera.views_per_scene must be an integer >= 1"),
+    ("camera.views_per_scene=two", "camera.views_per_scene"),
 ])
 def test_bad_values_are_one_line_errors(override, needle):
     with pytest.raises(ConfigError) as info:
@@ -43,6 +45,12 @@ def test_bad_values_are_one_line_errors(override, needle):
     msg = str(info.value)
     assert needle in msg, msg
     assert "\n" not in msg
+
+
+def test_several_views_need_objects_placed_in_the_world():
+    with pytest.raises(ConfigError, match="objects.placement=float places them in front of one camera"):
+        compose(["objects.placement=float", "camera.views_per_scene=2"])
+    assert compose(["objects.placement=float"]).camera.views_per_scene == 1
 
 
 def test_ranges():

@@ -172,6 +172,60 @@ def test_image_that_keeps_crashing_is_reported_then_resumed(reference, tmp_path)
     assert_same_dataset(reference, out)
 
 
+def test_views_of_one_scene_share_it_and_any_view_is_remade_alone(tmp_path):
+    """camera.views_per_scene=3: images 3s..3s+2 show scene s (one settle), each from its own
+    camera. Two workers, with the helper holding image 4 killed mid-scene, give the bytes of
+    one worker; image 4 made alone, by a fresh pipeline, gives the bytes on disk."""
+    import numpy as np
+
+    from simgen.config import compose
+    from simgen.pipeline import Pipeline
+
+    views = [*BASE, "camera.views_per_scene=3"]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    r = run_cli(*views, f"output_dir={one}", "workers=1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(*views, f"output_dir={two}", "workers=2",
+                env={"SIMGEN_TEST_CRASH_ONCE": f"4:{tmp_path / 'crashed'}"})
+    assert r.returncode == 0 and "a worker process died" in r.stderr, r.stderr
+    assert_same_dataset(one, two)
+
+    doc = json.load(open(os.path.join(one, "annotations.json")))
+    images = sorted(doc["images"], key=lambda im: im["index"])
+    assert [im["scene_index"] for im in images] == [i // 3 for i in range(10)]
+    world = {im["id"]: {} for im in images}  # image -> instance -> (asset, world pose)
+    for a in doc["annotations"]:
+        p = a["pose"]
+        world[a["image_id"]][a["instance_id"]] = (a["asset"], np.r_[np.ravel(p["R_m2w"]), p["t_m2w"]])
+        # each view's labels are in its own camera: m2c = inverse(camera pose) @ m2w
+        cam = np.asarray(next(im for im in images if im["id"] == a["image_id"])["cam_pose"])
+        m2w = np.eye(4)
+        m2w[:3, :3], m2w[:3, 3] = p["R_m2w"], p["t_m2w"]
+        m2c = np.linalg.inv(cam) @ m2w
+        assert np.allclose(m2c[:3, :3], p["R_m2c"], atol=1e-5) and np.allclose(m2c[:3, 3], p["t_m2c"], atol=1e-5)
+    shared = 0
+    for x in images:
+        for y in images:
+            if x["index"] >= y["index"]:
+                continue
+            common = set(world[x["id"]]) & set(world[y["id"]])
+            same_scene = x["scene_index"] == y["scene_index"]
+            if same_scene:
+                assert x["split"] == y["split"] and x["cam_pose"] != y["cam_pose"]
+                for i in common:  # the same object, at the same place in the world
+                    assert world[x["id"]][i][0] == world[y["id"]][i][0]
+                    assert np.allclose(world[x["id"]][i][1], world[y["id"]][i][1], atol=1e-6)
+                shared += len(common)
+            else:
+                assert not any(np.allclose(world[x["id"]][i][1], world[y["id"]][i][1], atol=1e-3) for i in common)
+    assert shared >= 10  # the views really do see the same objects
+
+    pipe = Pipeline(compose(views))
+    files, _ = pipe.encode(pipe.make(4))  # its scene (images 3-5) never settled in this process
+    assert files and all(open(os.path.join(one, rel), "rb").read() == data for rel, data in files.items())
+    pipe.close()
+
+
 def test_shards_in_separate_folders_merge_to_the_same_dataset(reference, tmp_path):
     dirs = [str(tmp_path / f"s{k}") for k in range(3)]
     for k in (0, 2):

@@ -42,6 +42,8 @@ def image_part(sample, files: Dict[str, str]) -> dict:
         "settle": sample.settle.as_dict(),
         "conditions": sample.conditions or {},
     }
+    if sample.scene_index is not None:
+        img["scene_index"] = int(sample.scene_index)
     img.update(sample.image_meta or {})
     anns = []
     for a in sample.annotations:
