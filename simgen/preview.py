@@ -29,33 +29,41 @@ def colorize_instances(inst: np.ndarray) -> np.ndarray:
     return lut[inst]
 
 
+def _image_with_index(index, i: int):
+    """(image, annotations) of the image whose ``index`` is i: at position i in a whole
+    dataset, else searched for (a shard's or a hand-edited file)."""
+    if 0 <= i < len(index) and index[i][0].get("index", i) == i:
+        return index[i]
+    return next((index[k] for k in range(len(index)) if index[k][0].get("index") == i), None)
+
+
 def contact_sheet(dataset: str, n: int = 16, indices: Optional[List[int]] = None, seed: int = 0,
                   amodal: bool = False, depth: bool = False, instances: bool = False,
                   cols: Optional[int] = None) -> np.ndarray:
     """Grid of ``cols`` images per row (default: 4, or fewer when panels are added)."""
     from .draw import draw_labels, grid
     from .io import read_png
-    from .report import load
+    from .report import existing_annotations
+    from .writers.coco import open_index
 
-    coco = load(dataset)
-    cats = {c["id"]: c["name"] for c in coco["categories"]}
-    images = coco["images"]
+    index = open_index(existing_annotations(os.path.join(dataset, "annotations.json")))  # nothing loaded
+    cats = {c["id"]: c["name"] for c in index.categories}
     if indices is None:
-        pick = np.random.default_rng(seed).permutation(len(images))[:n]
-        chosen = [images[int(k)] for k in sorted(pick)]
+        chosen = [index[int(k)] for k in sorted(np.random.default_rng(seed).permutation(len(index))[:n])]
     else:
-        by_index = {im["index"]: im for im in images}
-        missing = [i for i in indices if i not in by_index]
-        if missing:
-            from .errors import SimGenError
+        chosen = []
+        for i in indices:
+            found = _image_with_index(index, i)
+            if found is None:
+                from .errors import SimGenError
 
-            raise SimGenError(f"no image with index {missing[0]} in {dataset} (it has 0..{len(images) - 1})")
-        chosen = [by_index[i] for i in indices]
+                raise SimGenError(f"no image with index {i} in {dataset} (it has {len(index)} images)")
+            chosen.append(found)
     tiles = []
-    for im in chosen:
+    for im, anns in chosen:
         rgb = read_png(os.path.join(dataset, "images", im["file_name"]))
         inst = read_png(os.path.join(dataset, im["mask_file"])).astype(np.int64)
-        anns = [dict(a, category=cats[a["category_id"]]) for a in coco["annotations"] if a["image_id"] == im["id"]]
+        anns = [dict(a, category=cats[a["category_id"]]) for a in anns]
         row = [draw_labels(rgb, inst, anns, amodal=amodal)]
         if depth and im.get("depth_file"):
             row.append(colorize_depth(read_png(os.path.join(dataset, im["depth_file"]))))

@@ -9,7 +9,7 @@ import io
 import json
 import os
 from collections import Counter
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -17,13 +17,16 @@ SIZE_EDGES = (32 ** 2, 96 ** 2)  # COCO small / medium / large by area (pixels)
 HEATMAP_BINS = 16
 
 
-def load(dataset: str) -> dict:
+def existing_annotations(path: str) -> str:
     from .errors import SimGenError
 
-    path = os.path.join(dataset, "annotations.json")
     if not os.path.isfile(path):
         raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first)")
-    return json.load(open(path, encoding="utf-8"))
+    return path
+
+
+def load(dataset: str) -> dict:
+    return json.load(open(existing_annotations(os.path.join(dataset, "annotations.json")), encoding="utf-8"))
 
 
 PIXEL_CHUNK = 64  # images per task of the pixel pass
@@ -72,18 +75,6 @@ def _pixel_chunk(paths: List[str]) -> List[Optional[tuple]]:
     return out
 
 
-def pixel_stats(dataset: str, coco: dict, image_root: Optional[str] = None, processes: int = 1) -> List[Optional[tuple]]:
-    """:func:`_pixel_chunk`'s values for every image of ``coco``, in its order; each image is
-    read once, in ``processes`` processes when there are more than ``PIXEL_CHUNK``."""
-    from .parallel import chunked, ordered_map
-
-    root = image_root or os.path.join(dataset, "images")
-    paths = (os.path.join(root, img["file_name"]) for img in coco["images"])
-    return [row for done in ordered_map(_pixel_chunk, chunked(paths, PIXEL_CHUNK), processes, local_first=True,
-                                          what="reading images")
-            for row in done]
-
-
 def near_duplicates(hashes: List[int], bits: int) -> List[tuple]:
     """Pairs (i, j), i < j, in order, of hashes within ``bits`` differing bits. Pigeonhole: two
     64-bit hashes that differ in at most ``bits`` bits agree exactly on at least one of
@@ -112,106 +103,181 @@ def near_duplicates(hashes: List[int], bits: int) -> List[tuple]:
     return sorted(found)
 
 
-def statistics(dataset: str, coco: Optional[dict] = None, image_root: Optional[str] = None,
-               with_pixels: bool = True, pixels: Optional[List[Optional[tuple]]] = None) -> dict:
-    """Every number the report plots, as plain JSON-ready data (``pixels``: the dataset's
-    :func:`pixel_stats`, computed here when not given)."""
-    coco = coco or load(dataset)
-    cats = {c["id"]: c["name"] for c in coco["categories"]}
-    anns = coco["annotations"]
-    imgs = {i["id"]: i for i in coco["images"]}
-    per_class = Counter(cats[a["category_id"]] for a in anns)
-    per_image = Counter(a["image_id"] for a in anns)
-    classes_of: Dict[int, set] = {}
-    for a in anns:
-        classes_of.setdefault(a["image_id"], set()).add(cats[a["category_id"]])
-    images_per_class = Counter(name for iid in imgs for name in classes_of.get(iid, ()))
-    areas = np.array([a["area"] for a in anns], float)
-    size_buckets = {"small": int((areas < SIZE_EDGES[0]).sum()),
-                    "medium": int(((areas >= SIZE_EDGES[0]) & (areas < SIZE_EDGES[1])).sum()),
-                    "large": int((areas >= SIZE_EDGES[1]).sum())}
-    heat = np.zeros((HEATMAP_BINS, HEATMAP_BINS), int)
-    for a in anns:
-        im = imgs[a["image_id"]]
-        x, y, w, h = a["bbox"]
-        cx = min(int((x + w / 2) / im["width"] * HEATMAP_BINS), HEATMAP_BINS - 1)
-        cy = min(int((y + h / 2) / im["height"] * HEATMAP_BINS), HEATMAP_BINS - 1)
-        heat[cy, cx] += 1
-    edges = np.linspace(0, 1, 11)
-    vis = np.histogram([a.get("visibility", 1.0) for a in anns], bins=edges)[0]
-    trunc = np.histogram([a.get("truncation", 0.0) for a in anns], bins=edges)[0]
-    conditions = Counter(name for im in coco["images"] for name in (im.get("conditions") or {}))
-    stats = {
-        "images": len(imgs), "instances": len(anns),
-        "classes": [cats[k] for k in sorted(cats)],
-        "instances_per_class": {cats[k]: int(per_class.get(cats[k], 0)) for k in sorted(cats)},
-        "images_per_class": {cats[k]: int(images_per_class.get(cats[k], 0)) for k in sorted(cats)},
-        "instances_per_image": [int(per_image.get(i, 0)) for i in sorted(imgs)],
-        "box_sizes": size_buckets,
-        "sqrt_area": [round(float(v), 3) for v in np.sqrt(areas)],
-        "center_heatmap": heat.tolist(),
-        "visibility_hist": {"edges": edges.round(2).tolist(), "counts": vis.tolist()},
-        "truncation_hist": {"edges": edges.round(2).tolist(), "counts": trunc.tolist()},
-        "conditions": dict(sorted(conditions.items())),
-        "settle": {"not_converged": sum(1 for i in coco["images"] if not (i.get("settle") or {}).get("converged", True)),
-                   "resampled": sum((i.get("settle") or {}).get("attempts", 1) - 1 for i in coco["images"])},
-    }
-    summary = os.path.join(dataset, "run_summary.json")
-    if os.path.isfile(summary):
-        s = json.load(open(summary))
-        stats["render"] = {k: s.get(k) for k in ("images_per_second", "workers", "gl_renderer", "mean_stage_seconds")}
-    if with_pixels:
-        rows = [r for r in (pixels if pixels is not None else pixel_stats(dataset, coco, image_root)) if r]
-        stats["brightness"] = [round(r[0], 4) for r in rows]
-        stats["mean_rgb"] = np.mean([r[1:4] for r in rows], axis=0).round(4).tolist() if rows else [0, 0, 0]
-    return stats
+SQRT_AREA_EDGES = tuple(range(0, 648, 8))  # pixels; the last bin, [632, 640), also holds larger boxes
+BRIGHTNESS_EDGES = tuple(k / 20 for k in range(21))
+FLAGS = ("no_labeled_object", "near_black", "blown_out", "degenerate_boxes", "fell_through_floor", "never_settled",
+         "near_duplicates", "class_below_share")
 
 
-def quality_flags(dataset: str, coco: Optional[dict] = None, thresholds: Optional[dict] = None,
-                  pixels: Optional[List[Optional[tuple]]] = None) -> Dict[str, list]:
-    """Named problems, each with the images (file names) concerned; empty lists are clean
-    (``pixels``: the dataset's :func:`pixel_stats`, computed here when not given)."""
+class _Survey:
+    """What the report says about a dataset, gathered one image at a time (its records and
+    its pixel row): counters and fixed-bin histograms, so memory grows with the number of
+    classes and bins, not of images. Only the flagged file names and the 8-byte hashes for
+    the near-duplicate search are kept per image."""
+
+    def __init__(self, categories: List[dict], thresholds: dict):
+        self.cats = {c["id"]: c["name"] for c in categories}
+        self.t = thresholds
+        self.images = self.instances = 0
+        self.per_class, self.images_per_class, self.per_image = Counter(), Counter(), Counter()
+        self.conditions = Counter()
+        self.sizes = Counter()
+        self.sqrt_area = np.zeros(len(SQRT_AREA_EDGES) - 1, np.int64)
+        self.heat = np.zeros((HEATMAP_BINS, HEATMAP_BINS), np.int64)
+        self.vis = np.zeros(10, np.int64)
+        self.trunc = np.zeros(10, np.int64)
+        self.not_converged = self.resampled = 0
+        self.read = 0  # images whose pixels were read
+        self.bright = np.zeros(len(BRIGHTNESS_EDGES) - 1, np.int64)
+        self.bright_sum, self.rgb_sum = 0.0, np.zeros(3)
+        self.flags: Dict[str, list] = {k: [] for k in FLAGS}
+        self.names: List[str] = []  # of the hashed images, for the near-duplicate pairs
+        self.hashes: List[int] = []
+
+    def add(self, img: dict, anns: List[dict], row: Optional[tuple]) -> None:
+        t, cats, name = self.t, self.cats, img["file_name"]
+        self.images += 1
+        self.instances += len(anns)
+        self.per_image[len(anns)] += 1
+        classes = [cats[a["category_id"]] for a in anns]
+        self.per_class.update(classes)
+        self.images_per_class.update(set(classes))
+        if anns:
+            areas = np.array([a["area"] for a in anns], float)
+            self.sizes.update({"small": int((areas < SIZE_EDGES[0]).sum()),
+                               "medium": int(((areas >= SIZE_EDGES[0]) & (areas < SIZE_EDGES[1])).sum()),
+                               "large": int((areas >= SIZE_EDGES[1]).sum())})
+            k = np.minimum(np.sqrt(areas) // SQRT_AREA_EDGES[1], len(self.sqrt_area) - 1).astype(int)
+            np.add.at(self.sqrt_area, k, 1)
+            box = np.array([a["bbox"] for a in anns], float).reshape(-1, 4)
+            cx = np.minimum(((box[:, 0] + box[:, 2] / 2) / img["width"] * HEATMAP_BINS).astype(int), HEATMAP_BINS - 1)
+            cy = np.minimum(((box[:, 1] + box[:, 3] / 2) / img["height"] * HEATMAP_BINS).astype(int), HEATMAP_BINS - 1)
+            np.add.at(self.heat, (cy, cx), 1)
+            for hist, key, default in ((self.vis, "visibility", 1.0), (self.trunc, "truncation", 0.0)):
+                v = np.array([a.get(key, default) for a in anns], float)
+                np.add.at(hist, np.clip((v * 10).astype(int), 0, 9), 1)  # [0, 0.1), ..., [0.9, 1.0]
+            if min(min(a["bbox"][2], a["bbox"][3]) for a in anns) <= t["degenerate_box_px"]:
+                self.flags["degenerate_boxes"].append(name)
+        else:
+            self.flags["no_labeled_object"].append(name)
+        self.conditions.update(img.get("conditions") or {})
+        settle = img.get("settle") or {}
+        self.not_converged += not settle.get("converged", True)
+        self.resampled += settle.get("attempts", 1) - 1
+        if settle.get("below_floor") or settle.get("fell_off"):
+            self.flags["fell_through_floor"].append(name)
+        if settle and not settle.get("converged", True):
+            self.flags["never_settled"].append(name)
+        if row is None:
+            return
+        self.read += 1
+        self.bright[min(int(row[0] * (len(BRIGHTNESS_EDGES) - 1)), len(self.bright) - 1)] += 1
+        self.bright_sum += row[0]
+        self.rgb_sum += row[1:4]
+        if row[0] < t["dark_mean"]:
+            self.flags["near_black"].append(name)
+        if row[4] > t["blown_fraction"]:
+            self.flags["blown_out"].append(name)
+        self.names.append(name)
+        self.hashes.append(row[5])
+
+    def statistics(self, with_pixels: bool) -> dict:
+        cats = self.cats
+        edges = np.linspace(0, 1, 11).round(2).tolist()
+        stats = {
+            "images": self.images, "instances": self.instances,
+            "classes": [cats[k] for k in sorted(cats)],
+            "instances_per_class": {cats[k]: int(self.per_class.get(cats[k], 0)) for k in sorted(cats)},
+            "images_per_class": {cats[k]: int(self.images_per_class.get(cats[k], 0)) for k in sorted(cats)},
+            "images_with_n_instances": [int(self.per_image.get(n, 0)) for n in range(max(self.per_image, default=0) + 1)],
+            "box_sizes": {k: int(self.sizes.get(k, 0)) for k in ("small", "medium", "large")},
+            "sqrt_area_hist": {"edges": list(SQRT_AREA_EDGES), "counts": self.sqrt_area.tolist()},
+            "center_heatmap": self.heat.tolist(),
+            "visibility_hist": {"edges": edges, "counts": self.vis.tolist()},
+            "truncation_hist": {"edges": edges, "counts": self.trunc.tolist()},
+            "conditions": dict(sorted(self.conditions.items())),
+            "settle": {"not_converged": self.not_converged, "resampled": self.resampled},
+        }
+        if with_pixels:
+            stats["brightness_hist"] = {"edges": list(BRIGHTNESS_EDGES), "counts": self.bright.tolist()}
+            stats["mean_brightness"] = round(self.bright_sum / self.read, 6) if self.read else 0.0
+            stats["mean_rgb"] = (self.rgb_sum / self.read).round(4).tolist() if self.read else [0, 0, 0]
+        return stats
+
+    def quality_flags(self, dataset: str) -> Dict[str, list]:
+        flags = {k: list(v) for k, v in self.flags.items()}
+        for i, j in near_duplicates(self.hashes, int(self.t["duplicate_bits"])):
+            flags["near_duplicates"].append([self.names[i], self.names[j]])
+        total = sum(self.per_class.values())
+        for name, share in _requested_shares(dataset, list(self.cats.values())).items():
+            got = self.per_class.get(name, 0) / total if total else 0.0
+            if got < self.t["class_share_ratio"] * share:
+                flags["class_below_share"].append({"class": name, "share": round(got, 4), "requested": round(share, 4)})
+        return flags
+
+
+def _surveyed(coco, root: str, with_pixels: bool, thresholds: dict, processes: int) -> _Survey:
+    from collections import deque
+
+    from .parallel import chunked, ordered_map
+
+    survey = _Survey(coco.categories, thresholds)
+    if not with_pixels:
+        for img, anns in coco:
+            survey.add(img, anns, None)
+        return survey
+    held: deque = deque()  # the records of the chunks whose pixels are being read
+
+    def paths():
+        for chunk in chunked(coco, PIXEL_CHUNK):
+            held.append(chunk)
+            yield [os.path.join(root, img["file_name"]) for img, _ in chunk]
+
+    for rows in ordered_map(_pixel_chunk, paths(), processes, local_first=True, what="reading images"):
+        for (img, anns), row in zip(held.popleft(), rows):
+            survey.add(img, anns, row)
+    return survey
+
+
+def survey(dataset: str, path: Optional[str] = None, image_root: Optional[str] = None, with_pixels: bool = True,
+           thresholds: Optional[dict] = None, processes: int = 1) -> Tuple[dict, Dict[str, list]]:
+    """(statistics, quality flags) of the COCO file ``path`` (default: the dataset's
+    annotations.json) in one pass: the file is streamed (loaded whole only when it is not
+    laid out as simgen writes it) and each image is read once (``with_pixels``), in
+    ``processes`` processes when there are more than ``PIXEL_CHUNK``."""
+    from .writers.coco import Coco, OutOfOrder
+
     t = dict(DEFAULT_THRESHOLDS)
     t.update(thresholds or {})
-    coco = coco or load(dataset)
-    cats = {c["id"]: c["name"] for c in coco["categories"]}
-    anns_by = {i["id"]: [] for i in coco["images"]}
-    for a in coco["annotations"]:
-        anns_by[a["image_id"]].append(a)
-    flags: Dict[str, list] = {k: [] for k in ("no_labeled_object", "near_black", "blown_out", "degenerate_boxes",
-                                            "fell_through_floor", "never_settled", "near_duplicates",
-                                            "class_below_share")}
-    if pixels is None:
-        pixels = pixel_stats(dataset, coco)
-    hashed = []
-    for img, row in zip(coco["images"], pixels):
-        name = img["file_name"]
-        if not anns_by[img["id"]]:
-            flags["no_labeled_object"].append(name)
-        if any(min(a["bbox"][2], a["bbox"][3]) <= t["degenerate_box_px"] for a in anns_by[img["id"]]):
-            flags["degenerate_boxes"].append(name)
-        settle = img.get("settle") or {}
-        if settle.get("below_floor") or settle.get("fell_off"):
-            flags["fell_through_floor"].append(name)
-        if settle and not settle.get("converged", True):
-            flags["never_settled"].append(name)
-        if row is None:
-            continue
-        if row[0] < t["dark_mean"]:
-            flags["near_black"].append(name)
-        if row[4] > t["blown_fraction"]:
-            flags["blown_out"].append(name)
-        hashed.append((name, row[5]))
-    for i, j in near_duplicates([h for _, h in hashed], int(t["duplicate_bits"])):
-        flags["near_duplicates"].append([hashed[i][0], hashed[j][0]])
-    counts = Counter(cats[a["category_id"]] for a in coco["annotations"])
-    total = sum(counts.values())
-    weights = _requested_shares(dataset, list(cats.values()))
-    for name, share in weights.items():
-        got = counts.get(name, 0) / total if total else 0.0
-        if got < t["class_share_ratio"] * share:
-            flags["class_below_share"].append({"class": name, "share": round(got, 4), "requested": round(share, 4)})
-    return flags
+    path = path or os.path.join(dataset, "annotations.json")
+    root = image_root or os.path.join(dataset, "images")
+    try:
+        coco = Coco.from_file(existing_annotations(path))
+    except ValueError as exc:
+        from .errors import SimGenError
+
+        raise SimGenError(f"{path} is not a COCO instances file ({exc}); fix: give the annotations.json "
+                          f"of a COCO dataset") from None
+    try:
+        s = _surveyed(coco, root, with_pixels, t, processes)
+    except OutOfOrder:  # edited by another tool, or another tool's file: load it whole
+        s = _surveyed(Coco.from_doc(json.load(open(path, encoding="utf-8"))), root, with_pixels, t, processes)
+    stats = s.statistics(with_pixels)
+    summary = os.path.join(dataset, "run_summary.json")
+    if os.path.isfile(summary):
+        r = json.load(open(summary))
+        stats["render"] = {k: r.get(k) for k in ("images_per_second", "workers", "gl_renderer", "mean_stage_seconds")}
+    return stats, s.quality_flags(dataset)
+
+
+def statistics(dataset: str, image_root: Optional[str] = None, with_pixels: bool = True) -> dict:
+    """Every number the report plots, as plain JSON-ready data (see :func:`survey`)."""
+    return survey(dataset, image_root=image_root, with_pixels=with_pixels)[0]
+
+
+def quality_flags(dataset: str, thresholds: Optional[dict] = None) -> Dict[str, list]:
+    """Named problems, each with the images (file names) concerned; empty lists are clean."""
+    return survey(dataset, thresholds=thresholds)[1]
 
 
 DEFAULT_THRESHOLDS = {
@@ -275,35 +341,42 @@ def figures(stats: dict, real: Optional[dict] = None) -> Dict[str, str]:
         ax.set_title(title)
         out[title] = _png(fig)
 
-    def hist(title, values, real_values=None, bins=20, rng=None):
+    def hist(title, h: dict, real_h: Optional[dict] = None):
+        """A histogram from its edges and counts (densities when compared with real data)."""
         fig, ax = plt.subplots(figsize=(6, 3))
-        ax.hist(values, bins=bins, range=rng, alpha=0.7, density=real_values is not None, label="synthetic")
-        if real_values is not None:
-            ax.hist(real_values, bins=bins, range=rng, alpha=0.5, density=True, label="real")
+        for label, d, alpha in (("synthetic", h, 0.7), ("real", real_h, 0.5)):
+            if d is None:
+                continue
+            e, c = np.asarray(d["edges"], float), np.asarray(d["counts"], float)
+            if real_h is not None and c.sum():
+                c = c / c.sum() / np.diff(e)
+            ax.bar(e[:-1], c, width=np.diff(e), align="edge", alpha=alpha, label=label)
+        if real_h is not None:
             ax.legend()
         ax.set_title(title)
         out[title] = _png(fig)
 
+    def per_image(s: Optional[dict]) -> Optional[dict]:
+        if s is None:
+            return None
+        c = s["images_with_n_instances"]
+        return {"edges": [n - 0.5 for n in range(len(c) + 1)], "counts": c}
+
     cmp = real is not None
     bars("Instances per class", stats["instances_per_class"], real and real["instances_per_class"], normalise=cmp)
     bars("Images per class", stats["images_per_class"], real and real["images_per_class"], normalise=cmp)
-    hist("Instances per image", stats["instances_per_image"], real and real["instances_per_image"],
-         bins=range(0, max(stats["instances_per_image"] + [1]) + 2))
+    hist("Instances per image", per_image(stats), per_image(real))
     bars("Box sizes (COCO)", stats["box_sizes"], real and real["box_sizes"], normalise=cmp)
-    hist("sqrt(box area) [px]", stats["sqrt_area"], real and real["sqrt_area"], bins=30)
+    hist("sqrt(box area) [px] (last bin: 632 and more)", stats["sqrt_area_hist"], real and real["sqrt_area_hist"])
     fig, axes = plt.subplots(1, 2 if cmp else 1, figsize=(8 if cmp else 4, 3.6), squeeze=False)
     for ax, (label, s) in zip(axes[0], [("synthetic", stats)] + ([("real", real)] if cmp else [])):
         ax.imshow(np.array(s["center_heatmap"]), cmap="viridis", extent=(0, 1, 1, 0))
         ax.set_title(f"Box centres ({label})")
     out["Box centre heatmap"] = _png(fig)
-    for key, title in (("visibility_hist", "Visibility"), ("truncation_hist", "Truncation")):
-        fig, ax = plt.subplots(figsize=(6, 3))
-        e = np.array(stats[key]["edges"])
-        ax.bar(e[:-1], stats[key]["counts"], width=np.diff(e), align="edge")
-        ax.set_title(title)
-        out[title] = _png(fig)
-    if "brightness" in stats:
-        hist("Image brightness (mean, 0-1)", stats["brightness"], real and real.get("brightness"), bins=20, rng=(0, 1))
+    hist("Visibility", stats["visibility_hist"])
+    hist("Truncation", stats["truncation_hist"])
+    if "brightness_hist" in stats:
+        hist("Image brightness (mean, 0-1)", stats["brightness_hist"], real and real.get("brightness_hist"))
     if stats["conditions"]:
         bars("Edge-case conditions applied (images)", stats["conditions"])
     return out
@@ -315,18 +388,13 @@ def write_report(dataset: str, out_dir: str, against: Optional[str] = None,
     from .config import usable_cores
     from .io import atomic_write_bytes
 
-    coco = load(dataset)
-    pixels = pixel_stats(dataset, coco, processes=usable_cores())
-    stats = statistics(dataset, coco, pixels=pixels)
+    stats, flags = survey(dataset, thresholds=_thresholds(dataset), processes=usable_cores())
     real = None
     if against:
-        real_coco = json.load(open(against, encoding="utf-8"))
         real_root = os.path.dirname(os.path.abspath(against))
-        real_pixels = (pixel_stats(real_root, real_coco, image_root=real_images, processes=usable_cores())
-                       if real_images is not None else None)
-        real = statistics(real_root, real_coco, image_root=real_images, with_pixels=real_images is not None,
-                          pixels=real_pixels)
-    flags = quality_flags(dataset, coco, _thresholds(dataset), pixels)
+        real = survey(real_root, against, image_root=real_images, with_pixels=real_images is not None,
+                      processes=usable_cores())[0]
+        real.pop("render", None)  # the run summary beside another dataset is not the real data's
     figs = figures(stats, real)
     os.makedirs(out_dir, exist_ok=True)
     doc = {"dataset": os.path.abspath(dataset), "statistics": stats, "quality_flags": flags}

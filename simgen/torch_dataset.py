@@ -10,7 +10,6 @@ in pixels, x2 = x + w), ``labels`` (int64 category ids), ``masks`` (uint8 [N, H,
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Optional
 
@@ -33,14 +32,10 @@ class SimGenDetection(Dataset):
 
     def __init__(self, root: str, split: Optional[str] = None, transforms: Optional[Callable] = None,
                  include_ignored: bool = False):
-        from .writers.coco import CocoIndex, OutOfOrder
+        from .writers.coco import open_index
 
         self.root, self.transforms, self.include_ignored = root, transforms, include_ignored
-        path = os.path.join(root, "annotations.json")
-        try:
-            self._index = CocoIndex(path)
-        except OutOfOrder:
-            self._index = _Loaded(path)
+        self._index = open_index(os.path.join(root, "annotations.json"))
         self.categories = {c["id"]: c["name"] for c in self._index.categories}
         self._positions = (np.arange(len(self._index)) if split is None else self._index.of_split(split))
 
@@ -77,28 +72,6 @@ class SimGenDetection(Dataset):
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
-
-
-class _Loaded:
-    """:class:`~simgen.writers.coco.CocoIndex`'s interface over a COCO file loaded whole."""
-
-    def __init__(self, path: str):
-        coco = json.load(open(path, encoding="utf-8"))
-        self.categories, self._images = coco["categories"], coco["images"]
-        self._anns = {i["id"]: [] for i in self._images}
-        for a in coco["annotations"]:
-            if a["image_id"] in self._anns:
-                self._anns[a["image_id"]].append(a)
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def of_split(self, split: str) -> np.ndarray:
-        return np.array([k for k, i in enumerate(self._images) if i.get("split", "train") == split], np.int64)
-
-    def __getitem__(self, k: int):
-        img = self._images[k]
-        return img, self._anns[img["id"]]
 
 
 def collate(batch):

@@ -18,7 +18,7 @@ def validate_dataset(path: str, max_problems: int = 200, processes: int = 1) -> 
     ``annotations.json`` is read as a stream (memory does not grow with the dataset; a file
     another tool reordered is loaded whole instead), and with ``processes`` > 1 the images
     are checked (PNGs decoded, every RLE compared with the mask) in that many processes."""
-    from .writers.coco import Coco, OutOfOrder
+    from .writers.coco import Coco, OutOfOrder, by_image
 
     ann_path = os.path.join(path, "annotations.json")
     if not os.path.isfile(ann_path):
@@ -37,14 +37,13 @@ def validate_dataset(path: str, max_problems: int = 200, processes: int = 1) -> 
     except (ValueError, KeyError) as exc:
         return not_coco(exc)
     problems: List[str] = []
-    by_image = {i["id"]: [] for i in images}
-    for a in anns:  # the cross-references a stream cannot check: any order, any image_id
-        if a["image_id"] not in by_image:
-            if len(problems) < max_problems:
-                problems.append(f"annotation {a['id']}: unknown image_id {a['image_id']}")
-            continue
-        by_image[a["image_id"]].append(a)
-    ds = Coco(doc.get("info", {}), cats, lambda: ((img, by_image[img["id"]]) for img in images))
+
+    def unknown(a):  # the cross-reference a stream cannot check: any order, any image_id
+        if len(problems) < max_problems:
+            problems.append(f"annotation {a['id']}: unknown image_id {a['image_id']}")
+
+    grouped = by_image(images, anns, unknown)
+    ds = Coco(doc.get("info", {}), cats, lambda: ((img, grouped[img["id"]]) for img in images))
     try:
         return problems + _validate(path, ds, max_problems - len(problems), processes)
     except (ValueError, KeyError) as exc:

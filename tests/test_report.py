@@ -64,14 +64,38 @@ def test_statistics_have_the_known_values(tmp_path):
     s = statistics(clean(tmp_path))
     assert s["images"] == 4 and s["instances"] == 6
     assert s["instances_per_class"] == {"a": 3, "b": 3} and s["images_per_class"] == {"a": 3, "b": 3}
-    assert s["instances_per_image"] == [2, 1, 2, 1]
+    assert s["images_with_n_instances"] == [0, 2, 2]  # 2, 1, 2 and 1 instances
     # areas 600, 2000, 1600, 144, 100, 9000: small < 1024 <= medium < 9216 <= large
     assert s["box_sizes"] == {"small": 3, "medium": 3, "large": 0}
     heat = np.array(s["center_heatmap"])
     assert heat.sum() == 6 and heat[int(25 / H * 16), int(20 / W * 16)] >= 1  # centre of the first box
     assert s["visibility_hist"]["counts"][2] == 1 and s["visibility_hist"]["counts"][-1] == 3
     assert sum(s["truncation_hist"]["counts"]) == 6 and s["truncation_hist"]["counts"][0] == 4
-    assert np.allclose(s["brightness"], [noise(k).mean() / 255 for k in (1, 2, 3, 4)], atol=1e-4)
+    # areas 600, 2000, 1600, 144, 100, 9000: sqrt 24.5, 44.7, 40, 12, 10, 94.9 in bins of 8 px
+    counts = s["sqrt_area_hist"]["counts"]
+    assert sum(counts) == 6 and [k for k, c in enumerate(counts) for _ in range(c)] == [1, 1, 3, 5, 5, 11]
+    bright = [noise(k).mean() / 255 for k in (1, 2, 3, 4)]
+    assert s["mean_brightness"] == pytest.approx(np.mean(bright), abs=1e-4)
+    expect = np.histogram(bright, bins=s["brightness_hist"]["edges"])[0].tolist()
+    assert s["brightness_hist"]["counts"] == expect and sum(expect) == 4
+
+
+def test_report_streams_simgen_files_and_loads_others_whole(tmp_path, monkeypatch):
+    """A file laid out as simgen writes it is never loaded whole (a million images' JSON would
+    not fit in memory); one another tool reordered is, with the same statistics and flags."""
+    import simgen.report as report
+
+    d = clean(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(report.json, "load", lambda *a, **k: pytest.fail("loaded whole"))
+        stats, flags = report.survey(d)
+    path = os.path.join(d, "annotations.json")
+    doc = json.load(open(path))
+    doc["annotations"].reverse()
+    doc["images"].reverse()
+    json.dump({"categories": doc["categories"], "annotations": doc["annotations"], "images": doc["images"]},
+              open(path, "w"), indent=2)
+    assert report.survey(d) == (stats, flags) and stats["instances"] == 6
 
 
 def test_quality_flags_silent_on_a_clean_dataset(tmp_path):
@@ -132,6 +156,17 @@ def test_preview_contact_sheet(tmp_path):
     assert img.shape == (H, 4 * W, 3)  # one row of two images, each beside its instance map
     r = run_cli("preview", d, "--indices", "9")
     assert r.returncode != 0 and "no image with index 9" in r.stderr
+    # Read through the byte-offset index, or loaded whole from a reordered file: the same records.
+    from simgen.preview import contact_sheet
+
+    sheets = [contact_sheet(d, indices=[k], amodal=True, instances=True) for k in (2, 0)]
+    path = os.path.join(d, "annotations.json")
+    doc = json.load(open(path))
+    doc["annotations"].reverse()
+    json.dump(doc, open(path, "w"))
+    assert not np.array_equal(sheets[0], sheets[1])
+    assert all(np.array_equal(s, contact_sheet(d, indices=[k], amodal=True, instances=True))
+               for s, k in zip(sheets, (2, 0)))
 
 
 @pytest.mark.parametrize("bits", [0, 3, 6])

@@ -152,16 +152,32 @@ class Coco:
         return cls(head.get("info", {}), head["categories"], images)
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "Coco":
-        """From a loaded COCO document (e.g. an existing annotations.json)."""
+    def from_doc(cls, doc: dict, unknown: Optional[Callable[[dict], None]] = None) -> "Coco":
+        """From a loaded COCO document (e.g. an existing annotations.json), in image-index
+        order; ``unknown`` as in :func:`by_image`."""
         def images():
-            by_image: Dict[int, List[dict]] = {img["id"]: [] for img in doc["images"]}
-            for a in doc["annotations"]:
-                by_image[a["image_id"]].append(a)
+            grouped = by_image(doc["images"], doc["annotations"], unknown)
             for img in sorted(doc["images"], key=lambda i: i.get("index", i["id"])):  # index order
-                yield img, by_image[img["id"]]
+                yield img, grouped[img["id"]]
 
         return cls(doc.get("info", {}), doc["categories"], images)
+
+
+def by_image(images: List[dict], annotations: Iterable[dict],
+             unknown: Optional[Callable[[dict], None]] = None) -> Dict[int, List[dict]]:
+    """Image id -> its annotations, in file order, for a COCO file loaded whole (any order).
+    An annotation of an image not in ``images`` is handed to ``unknown`` (to report or skip
+    it); without one it raises KeyError."""
+    grouped: Dict[int, List[dict]] = {img["id"]: [] for img in images}
+    for a in annotations:
+        group = grouped.get(a["image_id"])
+        if group is not None:
+            group.append(a)
+        elif unknown is not None:
+            unknown(a)
+        else:
+            raise KeyError(f"annotation {a.get('id')} has unknown image_id {a['image_id']}")
+    return grouped
 
 
 class OutOfOrder(ValueError):
@@ -370,6 +386,36 @@ class CocoIndex:
         state = dict(self.__dict__)
         state["_f"] = None
         return state
+
+
+class LoadedIndex:
+    """:class:`CocoIndex`'s interface over a COCO file loaded whole: for files another tool
+    wrote or reordered. Annotations of unknown images are skipped."""
+
+    def __init__(self, path: str):
+        coco = json.load(open(path, encoding="utf-8"))
+        self.path, self.categories, self.info = path, coco["categories"], coco.get("info", {})
+        self._images = coco["images"]
+        self._anns = by_image(self._images, coco["annotations"], unknown=lambda a: None)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def of_split(self, split: str) -> np.ndarray:
+        return np.array([k for k, i in enumerate(self._images) if i.get("split", "train") == split], np.int64)
+
+    def __getitem__(self, k: int) -> Tuple[dict, List[dict]]:
+        img = self._images[k]
+        return img, self._anns[img["id"]]
+
+
+def open_index(path: str):
+    """Random access to the images of the COCO file ``path``: a :class:`CocoIndex` (nothing
+    loaded) when it is laid out as simgen writes it, else a :class:`LoadedIndex`."""
+    try:
+        return CocoIndex(path)
+    except OutOfOrder:
+        return LoadedIndex(path)
 
 
 def _from_part(path: str, cat_ids: Dict[str, int], polygons: bool) -> Tuple[dict, List[dict]]:
