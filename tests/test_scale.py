@@ -1,6 +1,7 @@
 """Scale: killed workers, shards and merge, Ray, and a full disk. Every way of making a dataset
 must give the bytes of the plain one-process run, and nothing may go silently missing."""
 import errno
+import importlib.util
 import json
 import os
 import signal
@@ -174,8 +175,8 @@ def test_image_that_keeps_crashing_is_reported_then_resumed(reference, tmp_path)
 
 def test_views_of_one_scene_share_it_and_any_view_is_remade_alone(tmp_path):
     """camera.views_per_scene=3: images 3s..3s+2 show scene s (one settle), each from its own
-    camera. Two workers, with the helper holding image 4 killed mid-scene, give the bytes of
-    one worker; image 4 made alone, by a fresh pipeline, gives the bytes on disk."""
+    camera. Two workers, with the helper holding image 4 killed mid-scene, and Ray give the
+    bytes of one worker; image 4 made alone, by a fresh pipeline, gives the bytes on disk."""
     import numpy as np
 
     from simgen.config import compose
@@ -219,6 +220,12 @@ def test_views_of_one_scene_share_it_and_any_view_is_remade_alone(tmp_path):
             else:
                 assert not any(np.allclose(world[x["id"]][i][1], world[y["id"]][i][1], atol=1e-3) for i in common)
     assert shared >= 10  # the views really do see the same objects
+
+    ray = str(tmp_path / "ray")  # shards of 4 images, rounded up to whole scenes of 3
+    if importlib.util.find_spec("ray") is not None:
+        r = run_cli(*views, f"output_dir={ray}", "engine=ray", "workers=2", "shards.size=4")
+        assert r.returncode == 0, r.stderr
+        assert_same_dataset(one, ray)
 
     pipe = Pipeline(compose(views))
     files, _ = pipe.encode(pipe.make(4))  # its scene (images 3-5) never settled in this process
