@@ -80,7 +80,7 @@ def _raster_fn(pipe):
     return raster
 
 
-def _stage_totals(workers: int, n: int) -> dict:
+def _stage_totals(workers: int, n: int, views: int = 1) -> dict:
     """Per-stage means including the render sub-passes (needs the timings dict per image),
     and the CPU time per image of the whole pipeline (make + encode + commit) against the
     ceiling's raster of the same settled scenes, both in this one process, interleaved in
@@ -90,7 +90,7 @@ def _stage_totals(workers: int, n: int) -> dict:
     from simgen.pipeline import Pipeline
     from simgen.writers.buffers import SUBDIRS
 
-    cfg = compose([*COMMON, f"num_images={n}"])
+    cfg = compose([*COMMON, f"num_images={n}", f"camera.views_per_scene={views}"])
     pipe = Pipeline(cfg)
     raster = _raster_fn(pipe)
     scenes = [pipe.make(i).scene for i in range(n)]  # warm up: shaders, mesh pool, textures
@@ -162,8 +162,8 @@ def _measure(key: str, n: int, views: int) -> dict:
                    "images_per_second": round(sum(_result(p)["images_per_second"] for p in procs), 3)}
             best = res if best is None or res["images_per_second"] > best["images_per_second"] else best
         return best
-    if key == "stages":  # one single-threaded process: the CPU time each stage costs
-        return _result(_sub("stages", n, {"LP_NUM_THREADS": "0"}))
+    if key in ("stages", "stagesviews"):  # one single-threaded process: the CPU time each stage costs
+        return _result(_sub(key, n, {"LP_NUM_THREADS": "0"}, views=views))
     if key == "runNviews":
         return _result(_sub(key, n, views=views))
     return _result(_sub(key, n))
@@ -172,7 +172,7 @@ def _measure(key: str, n: int, views: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)  # start-up (~2.5 s a worker) under 10%
-    ap.add_argument("--one", choices=["run1", "runN", "runNviews", "stages", "ceiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--one", choices=["run1", "runN", "runNviews", "stages", "stagesviews", "ceiling"], help=argparse.SUPPRESS)
     ap.add_argument("--views", type=int, default=4, help="camera.views_per_scene of the extra multi-view run")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", default="out/bench.json")
@@ -181,16 +181,17 @@ def main() -> int:
         res = {"run1": lambda: _one_run(1, a.images), "runN": lambda: _one_run(CORES, a.images),
                "runNviews": lambda: _one_run(CORES, a.images, a.views),
                "stages": lambda: _stage_totals(1, min(a.images, 20)),
+               "stagesviews": lambda: _stage_totals(1, min(a.images, 20), a.views),
                "ceiling": lambda: _ceiling(min(a.images, 40))}[a.one]()
         print(json.dumps(res))
         return 0
     results = {"cores": CORES}
     for rep in range(a.repeat):
-        for key in ("ceiling", "ceilingN", "run1", "runN", "runNviews", "stages"):
+        for key in ("ceiling", "ceilingN", "run1", "runN", "runNviews", "stages", "stagesviews"):
             res = _measure(key, a.images, a.views)
             print(f"{key:8s} {json.dumps(res)}", flush=True)
             best = results.get(key)
-            if key == "stages":
+            if key.startswith("stages"):
                 results[key] = res if best is None else {k: min(v, best.get(k, v)) for k, v in res.items()}
             elif best is None or res["images_per_second"] > best["images_per_second"]:
                 results[key] = res
@@ -224,6 +225,11 @@ def main() -> int:
           f"(same scenes) -> {cc / cp:.0%}")
     print("  mean ms per image by stage (1 single-threaded process): " +
           ", ".join(f"{k} {v}" for k, v in st.items()))
+    sv = results["stagesviews"]
+    results["views_cpu_ceiling_over_pipeline"] = round(sv["cpu_ms_ceiling"] / sv["cpu_ms_pipeline"], 3)
+    print(f"  CPU per image with camera.views_per_scene={a.views}: pipeline {sv['cpu_ms_pipeline']} ms, ceiling "
+          f"{sv['cpu_ms_ceiling']} ms -> {sv['cpu_ms_ceiling'] / sv['cpu_ms_pipeline']:.0%} (physics "
+          f"{sv.get('physics')}, sample {sv.get('sample')} ms per image)")
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=1)
