@@ -261,7 +261,14 @@ def survey(dataset: str, path: Optional[str] = None, image_root: Optional[str] =
     try:
         s = _surveyed(coco, root, with_pixels, t, processes)
     except OutOfOrder:  # edited by another tool, or another tool's file: load it whole
-        s = _surveyed(Coco.from_doc(json.load(open(path, encoding="utf-8"))), root, with_pixels, t, processes)
+        dangling = []
+        s = _surveyed(Coco.from_doc(json.load(open(path, encoding="utf-8")), unknown=dangling.append), root,
+                      with_pixels, t, processes)
+        if dangling:
+            import logging
+
+            logging.getLogger("simgen").warning(f"{path}: {len(dangling)} annotation(s) of images not in the "
+                                                f"file left out of the report (simgen validate names them)")
     stats = s.statistics(with_pixels)
     summary = os.path.join(dataset, "run_summary.json")
     if os.path.isfile(summary):

@@ -80,7 +80,7 @@ def test_statistics_have_the_known_values(tmp_path):
     assert s["brightness_hist"]["counts"] == expect and sum(expect) == 4
 
 
-def test_report_streams_simgen_files_and_loads_others_whole(tmp_path, monkeypatch):
+def test_report_streams_simgen_files_and_loads_others_whole(tmp_path, monkeypatch, caplog):
     """A file laid out as simgen writes it is never loaded whole (a million images' JSON would
     not fit in memory); one another tool reordered is, with the same statistics and flags."""
     import simgen.report as report
@@ -96,6 +96,10 @@ def test_report_streams_simgen_files_and_loads_others_whole(tmp_path, monkeypatc
     json.dump({"categories": doc["categories"], "annotations": doc["annotations"], "images": doc["images"]},
               open(path, "w"), indent=2)
     assert report.survey(d) == (stats, flags) and stats["instances"] == 6
+    doc["annotations"].append(dict(doc["annotations"][0], id=99, image_id=77))  # an image the file lacks
+    json.dump(doc, open(path, "w"))
+    assert report.survey(d) == (stats, flags)  # left out, with a warning
+    assert "1 annotation(s) of images not in the file left out" in caplog.text
 
 
 def test_quality_flags_silent_on_a_clean_dataset(tmp_path):
