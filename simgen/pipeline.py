@@ -21,8 +21,6 @@ def split_of(cfg, index: int) -> str:
     """train / val / test for image ``index``: a pure function of (seed, scene of the image),
     so every format and every resumed or sharded run agrees, and the views of one scene never
     straddle train and val."""
-    from .scenes import factor_rng, scene_of
-
     fr = [float(cfg.splits.train), float(cfg.splits.val), float(cfg.splits.test)]
     u = factor_rng(cfg.seed, scene_of(cfg, index), "split").random() * sum(fr)
     acc = 0.0
