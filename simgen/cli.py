@@ -56,13 +56,12 @@ def _validate(args: List[str]) -> int:
 
 def _export(args: List[str]) -> int:
     import argparse
-    import json
     import os
 
     from .errors import OutputError, SimGenError
     from .io import os_error_reason
     from .writers import EXPORTERS, export
-    from .writers.coco import Coco, OutOfOrder
+    from .writers.coco import read_coco
 
     ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
     ap.add_argument("dataset")
@@ -78,11 +77,8 @@ def _export(args: List[str]) -> int:
         raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
                           f"or finish the run)")
     options = {"yolo_segments": a.segments}
-    try:
-        try:  # read as a stream: a million-image annotations.json (~10 GB) is never loaded whole
-            folders = export(a.dataset, Coco.from_file(path), fmts, options)
-        except OutOfOrder:  # not laid out as simgen writes it (edited by another tool?): load it whole
-            folders = export(a.dataset, Coco.from_doc(json.load(open(path, encoding="utf-8"))), fmts, options)
+    try:  # read as a stream: a million-image annotations.json (~10 GB) is never loaded whole
+        folders = read_coco(path, lambda coco: export(a.dataset, coco, fmts, options))
     except (ValueError, KeyError) as exc:
         raise SimGenError(f"{path} is not a COCO instances file ({type(exc).__name__}: {exc}); fix: point "
                           f"simgen export at a dataset folder that simgen wrote") from None

@@ -43,10 +43,14 @@ def contact_sheet(dataset: str, n: int = 16, indices: Optional[List[int]] = None
     """Grid of ``cols`` images per row (default: 4, or fewer when panels are added)."""
     from .draw import draw_labels, grid
     from .io import read_png
-    from .report import existing_annotations
+    from .report import existing_annotations, not_coco
     from .writers.coco import open_index
 
-    index = open_index(existing_annotations(os.path.join(dataset, "annotations.json")))  # nothing loaded
+    path = existing_annotations(os.path.join(dataset, "annotations.json"))
+    try:
+        index = open_index(path)  # nothing loaded
+    except (ValueError, KeyError) as exc:
+        raise not_coco(path, exc) from None
     cats = {c["id"]: c["name"] for c in index.categories}
     if indices is None:
         chosen = [index[int(k)] for k in sorted(np.random.default_rng(seed).permutation(len(index))[:n])]

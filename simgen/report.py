@@ -25,8 +25,12 @@ def existing_annotations(path: str) -> str:
     return path
 
 
-def load(dataset: str) -> dict:
-    return json.load(open(existing_annotations(os.path.join(dataset, "annotations.json")), encoding="utf-8"))
+def not_coco(path: str, exc: Exception):
+    """The one-line error for a COCO file that does not parse (broken, truncated) or lacks COCO's keys."""
+    from .errors import SimGenError
+
+    return SimGenError(f"{path} is not a COCO instances file ({type(exc).__name__}: {exc}); fix: give the "
+                       f"annotations.json of a COCO dataset")
 
 
 PIXEL_CHUNK = 64  # images per task of the pixel pass
@@ -245,30 +249,23 @@ def survey(dataset: str, path: Optional[str] = None, image_root: Optional[str] =
     annotations.json) in one pass: the file is streamed (loaded whole only when it is not
     laid out as simgen writes it) and each image is read once (``with_pixels``), in
     ``processes`` processes when there are more than ``PIXEL_CHUNK``."""
-    from .writers.coco import Coco, OutOfOrder
+    from .writers.coco import read_coco
 
     t = dict(DEFAULT_THRESHOLDS)
     t.update(thresholds or {})
     path = path or os.path.join(dataset, "annotations.json")
     root = image_root or os.path.join(dataset, "images")
+    dangling: List[dict] = []  # annotations of images the file lacks (when it is loaded whole)
     try:
-        coco = Coco.from_file(existing_annotations(path))
-    except ValueError as exc:
-        from .errors import SimGenError
+        s = read_coco(existing_annotations(path), lambda coco: _surveyed(coco, root, with_pixels, t, processes),
+                      unknown=dangling.append)
+    except (ValueError, KeyError) as exc:  # a broken or truncated file, or records without COCO's keys
+        raise not_coco(path, exc) from None
+    if dangling:
+        import logging
 
-        raise SimGenError(f"{path} is not a COCO instances file ({exc}); fix: give the annotations.json "
-                          f"of a COCO dataset") from None
-    try:
-        s = _surveyed(coco, root, with_pixels, t, processes)
-    except OutOfOrder:  # edited by another tool, or another tool's file: load it whole
-        dangling = []
-        s = _surveyed(Coco.from_doc(json.load(open(path, encoding="utf-8")), unknown=dangling.append), root,
-                      with_pixels, t, processes)
-        if dangling:
-            import logging
-
-            logging.getLogger("simgen").warning(f"{path}: {len(dangling)} annotation(s) of images not in the "
-                                                f"file left out of the report (simgen validate names them)")
+        logging.getLogger("simgen").warning(f"{path}: {len(dangling)} annotation(s) of images not in the "
+                                            f"file left out of the report (simgen validate names them)")
     stats = s.statistics(with_pixels)
     summary = os.path.join(dataset, "run_summary.json")
     if os.path.isfile(summary):

@@ -102,6 +102,22 @@ def test_report_streams_simgen_files_and_loads_others_whole(tmp_path, monkeypatc
     assert "1 annotation(s) of images not in the file left out" in caplog.text
 
 
+def test_truncated_annotations_are_one_line_errors_for_report_and_preview(tmp_path):
+    """A cut-off annotations.json (a copy stopped half-way) is found while streaming, after
+    its start parsed: report and preview name the file in one line and write nothing."""
+    d = clean(tmp_path)
+    path = os.path.join(d, "annotations.json")
+    text = open(path).read()
+    open(path, "w").write(text[:len(text) * 2 // 3])
+    out = str(tmp_path / "sheet.png")
+    for args in (("report", d), ("preview", d, "--out", out)):
+        r = run_cli(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert f"{path} is not a COCO instances file" in lines[0]
+    assert not os.path.exists(os.path.join(d, "report")) and not os.path.exists(out)
+
+
 def test_quality_flags_silent_on_a_clean_dataset(tmp_path):
     assert all(not v for v in quality_flags(clean(tmp_path)).values())
 

@@ -163,6 +163,18 @@ class Coco:
         return cls(doc.get("info", {}), doc["categories"], images)
 
 
+def read_coco(path: str, use: Callable[[Coco], object], unknown: Optional[Callable[[dict], None]] = None):
+    """``use(coco)`` on the COCO file at ``path`` read as a stream (:meth:`Coco.from_file`);
+    when it turns out not to be laid out as simgen writes it (edited or written by another
+    tool), ``use`` runs again on the file loaded whole (:meth:`Coco.from_doc`, ``unknown``
+    as there). Returns what ``use`` returns; a file that is not COCO raises ValueError or
+    KeyError."""
+    try:
+        return use(Coco.from_file(path))
+    except OutOfOrder:
+        return use(Coco.from_doc(json.load(open(path, encoding="utf-8")), unknown))
+
+
 def by_image(images: List[dict], annotations: Iterable[dict],
              unknown: Optional[Callable[[dict], None]] = None) -> Dict[int, List[dict]]:
     """Image id -> its annotations, in file order, for a COCO file loaded whole (any order).
