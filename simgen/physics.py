@@ -65,7 +65,13 @@ def support_footprint(scene: SceneSpec):
 
 
 class PhysicsWorld:
-    """Owns one pybullet DIRECT client. Not thread-safe; one per process."""
+    """Owns one pybullet DIRECT client. Not thread-safe; one per process.
+
+    Every body, the floor and static walls included, is a plain rigid body
+    (``useMaximalCoordinates=True``): pybullet's default, a link-less Featherstone multibody,
+    goes through the multibody contact solver, and one multibody in the world (the floor
+    alone) keeps it in play. All rigid: tabletop 30.5 -> 19 ms a scene, bin 71 -> 42, same
+    steps, valid scenes and contact depths (bench notes in the README)."""
 
     def __init__(self):
         p = _import_pybullet()
@@ -119,14 +125,14 @@ class PhysicsWorld:
                                     deterministicOverlappingPairs=1, physicsClientId=c)
         if scene.floor_enabled:
             plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
-            floor = p.createMultiBody(0, plane, physicsClientId=c)
+            floor = p.createMultiBody(0, plane, useMaximalCoordinates=True, physicsClientId=c)
             p.changeDynamics(floor, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
         for st in scene.statics:
             box = p.createCollisionShape(p.GEOM_BOX, halfExtents=(np.asarray(st.extents) / 2).tolist(),
                                          physicsClientId=c)
             body = p.createMultiBody(0, box, basePosition=st.pose[:3, 3].tolist(),
                                      baseOrientation=matrix_to_quat_xyzw(st.pose[:3, :3]).tolist(),
-                                     physicsClientId=c)
+                                     useMaximalCoordinates=True, physicsClientId=c)
             p.changeDynamics(body, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
         from .distributions import sample_float
         from .scenes import factor_rng
@@ -141,7 +147,7 @@ class PhysicsWorld:
             shape = self._shape(library, o.asset, o.scale)
             mass = float(asset.mass if asset else 0.1) * float(np.prod(o.scale))
             body = p.createMultiBody(mass, shape, basePosition=o.pose[:3, 3].tolist(),
-                                     baseOrientation=quat,
+                                     baseOrientation=quat, useMaximalCoordinates=True,
                                      physicsClientId=c)
             fr = asset.friction if asset is not None and asset.friction is not None else friction
             p.changeDynamics(body, -1, lateralFriction=float(fr), restitution=float(restitution), **dynamics,
