@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .config import ConfigView
 from .errors import ConfigError
 
 KINDS = ("constant", "uniform", "normal", "loguniform", "choice")
@@ -101,8 +102,30 @@ def _truncated_normal(mean: float, std: float, low: float, high: float, u: float
     return float(min(max(x, low), high))  # guard the tails against rounding
 
 
+_PARSED: dict = {}  # id(read-only spec) -> (spec, Dist): the pipeline samples ~150 values a scene
+
+
 def parse(name: str, spec: Any) -> Dist:
-    """Parse and check a distribution spec; raise a one-line ConfigError naming ``name``."""
+    """Parse and check a distribution spec; raise a one-line ConfigError naming ``name``.
+
+    Specs of a read-only config (tuples and ConfigView mappings, see config.config_view)
+    are parsed once: the entry keeps the spec alive, so its id cannot be reused."""
+    if _is_num(spec) or isinstance(spec, str):
+        return Dist("constant", (spec,))
+    frozen = isinstance(spec, (tuple, ConfigView))
+    if frozen:
+        hit = _PARSED.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+    d = _parse(name, spec)
+    if frozen:
+        if len(_PARSED) >= 4096:  # specs made on the fly (tests, callers' own tuples): bounded
+            _PARSED.clear()
+        _PARSED[id(spec)] = (spec, d)
+    return d
+
+
+def _parse(name: str, spec: Any) -> Dist:
     spec = _plain(spec)
     fix = f"(fix: {name}=[1,2], {name}=1 or {name}={{normal:[1,0.1]}}; see README)"
     if isinstance(spec, bool) or spec is None:

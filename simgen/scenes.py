@@ -223,7 +223,7 @@ def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator) -> List[n
                 xy = rng.uniform(lo + margin, hi - margin)
             free = z = ztop + r + lift
             for pk, pxy, pz, pr in placed:
-                if pk == k and np.linalg.norm(xy - pxy) < r + pr:
+                if pk == k and math.hypot(xy[0] - pxy[0], xy[1] - pxy[1]) < r + pr:  # (not numpy: 2-vectors)
                     z = max(z, pz + pr + r + 1e-3)
             # lowest above its own support: shelf levels stand at different heights
             if best is None or z - ztop < best[3]:
