@@ -2,7 +2,7 @@
 COCO RLE, areas, visibility and 6D poses."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -17,13 +17,38 @@ def mask_to_bbox(mask: np.ndarray) -> Tuple[int, int, int, int]:
     return x0, y0, x1 - x0 + 1, y1 - y0 + 1
 
 
-def encode_rle(mask: np.ndarray) -> dict:
+def encode_rle(mask: np.ndarray, cols: Optional[Tuple[int, int]] = None) -> dict:
     """(H,W) bool mask -> COCO RLE {'size': [H, W], 'counts': str} (JSON-ready).
-    A Fortran-ordered bool mask is encoded in place (no copies)."""
+    A Fortran-ordered bool mask is encoded in place (no copies).
+
+    ``cols`` = (c0, c1): the mask is empty outside columns [c0, c1). The runs are then found
+    in that band only (COCO counts run down the columns, so the columns left and right of it
+    are one run of H * c0 and H * (W - c1) zeros) and pycocotools compresses them: the same
+    string, at a fraction of the cost of scanning the frame (an object spans ~1/8 of it)."""
     from pycocotools import mask as mask_util
 
     m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
-    rle = mask_util.encode(np.asfortranarray(m))
+    h, w = m.shape
+    if cols is None:
+        rle = mask_util.encode(np.asfortranarray(m))
+    else:
+        c0, c1 = max(int(cols[0]), 0), min(int(cols[1]), w)
+        band = np.asfortranarray(m[:, c0:c1]).ravel(order="F")  # a view when m is Fortran-ordered
+        if band.size == 0:
+            counts = [h * w]
+        else:
+            edges = np.flatnonzero(band[1:] != band[:-1]) + 1
+            runs = np.diff(np.concatenate(([0], edges, [band.size]))).tolist()
+            if band[0]:
+                runs.insert(0, 0)
+            runs[0] += h * c0
+            if band[-1]:
+                if c1 < w:
+                    runs.append(h * (w - c1))
+            else:
+                runs[-1] += h * (w - c1)
+            counts = runs
+        rle = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
@@ -104,9 +129,9 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
             continue
         out.append(Annotation(
             instance_id=o.instance_id, category=o.category, bbox=bbox, area=area,
-            rle=encode_rle(mask), visibility=vis, unoccluded_area=full,
+            rle=encode_rle(mask, (bbox[0], bbox[0] + bbox[2])), visibility=vis, unoccluded_area=full,
             pose_m2w=np.asarray(o.pose), pose_m2c=w2c @ np.asarray(o.pose),
             scale=np.asarray(o.scale), asset=o.asset, truncation=trunc, amodal_bbox=amodal_bbox,
-            amodal_rle=encode_rle(alone), difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty),
+            amodal_rle=encode_rle(alone, (x0, x0 + crop.shape[1]) if crop.size else None), difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty),
             ignore=bool(ignore)))
     return out

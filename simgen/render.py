@@ -653,15 +653,17 @@ class PyrenderRenderer:
 
     def _read_seg(self, framebuffer: int, width: int, height: int, camera):
         """What a SEG pass drawn into the single-sample framebuffer gives, rows flipped to
-        image order: (colours (H,W,3) uint8, metric depth (H,W) float32), or in OR mode
-        (the colours' 24 bits as (H,W) uint32, None). Depth is linearised in float64:
-        pyrender's float32 formula loses ~0.1 mm at 1 m."""
+        image order: the colours' 24 bits as (H,W) uint32 (an id, see encode_id, or in OR
+        mode a bit set) and metric depth (H,W) float32 (None in OR mode). Depth is
+        linearised in float64: pyrender's float32 formula loses ~0.1 mm at 1 m."""
         from OpenGL import GL
 
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, framebuffer)
-        if self._or_mode:  # only the colour bits: RGBA as little-endian uint32, red = bits 0-7
-            buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
-            return np.frombuffer(buf, dtype="<u4").reshape(height, width)[::-1] & np.uint32(0xFFFFFF), None
+        # the colour: RGBA as little-endian uint32, red = bits 0-7 (one pass, no per-channel decoding)
+        buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+        bits = np.frombuffer(buf, dtype="<u4").reshape(height, width)[::-1] & np.uint32(0xFFFFFF)
+        if self._or_mode:
+            return bits, None
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
         d = np.frombuffer(buf, dtype=np.float32).reshape(height, width)[::-1].astype(np.float64)
         far = d == 1.0  # cleared: nothing drawn there
@@ -676,12 +678,13 @@ class PyrenderRenderer:
             np.divide(zn * zf, d, out=d)
             depth = d.astype(np.float32)
         depth[far] = 0.0
-        buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
-        return np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)[::-1], depth
+        return bits, depth
 
     def _seg(self, seg_map) -> Tuple[np.ndarray, np.ndarray]:
-        color, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
-        return decode_ids(color), depth
+        ids, depth = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
+        if ids.ndim == 3:  # pyrender's own read (RGB colours), as in the tests that compare with it
+            return decode_ids(ids), depth
+        return ids.view(np.int32), depth  # simgen's read: 24-bit ids, the same values as int32
 
     def _unoccluded(self, nodes: Dict[int, object], margins=(0, 0, 0, 0)):
         """Each object's mask as if alone, on a canvas enlarged by ``margins`` (left, top,
@@ -772,6 +775,6 @@ class PyrenderRenderer:
         depth = np.asarray(depth, dtype=np.float32)
         self.last_timings = {"scene_graph": t1 - t0, "rgb": t2 - t1, "instance_depth": t3 - t2,
                              "unoccluded": time.perf_counter() - t3}
-        return Frame(rgb=rgb, depth=depth, instance=instance.astype(np.int32),
+        return Frame(rgb=rgb, depth=depth, instance=instance.astype(np.int32, copy=False),
                      unoccluded={i: m for i, (m, _) in both.items()},
                      amodal={i: a for i, (_, a) in both.items()})

@@ -220,6 +220,34 @@ def test_visible_mask_searches_the_whole_frame_when_the_box_misses_pixels():
     assert (_visible_mask(inst, 3, 26, None) == (inst == 3)).all()
 
 
+def test_rle_from_a_column_band_equals_pycocotools_on_the_whole_mask():
+    """encode_rle(mask, cols) finds the runs within the object's columns only: the same COCO
+    string as pycocotools encoding the whole frame, for blobs anywhere (edges and corners
+    included), bands wider than the blob, empty masks, full masks and C-ordered masks."""
+    from simgen.annotate import encode_rle
+
+    rng = np.random.default_rng(11)
+    H, W = 48, 64
+    cases = [np.zeros((H, W), bool), np.ones((H, W), bool)]
+    for _ in range(200):
+        m = np.zeros((W, H), bool).T  # Fortran-ordered, like the pipeline's masks
+        y0, x0 = rng.integers(0, H), rng.integers(0, W)
+        y1, x1 = rng.integers(y0, H) + 1, rng.integers(x0, W) + 1
+        m[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.choice([0.3, 0.9, 1.0])
+        cases.append(m)
+    cases.append(np.ascontiguousarray(cases[-1]))
+    corner = np.zeros((H, W), bool)
+    corner[0, 0] = corner[-1, -1] = True
+    cases.append(corner)
+    for m in cases:
+        whole = encode_rle(m)
+        cols = np.flatnonzero(m.any(axis=0))
+        tight = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+        assert encode_rle(m, tight) == whole
+        assert encode_rle(m, (tight[0] - 3, tight[1] + 5)) == whole  # clipped to the frame
+        assert encode_rle(m, (0, W)) == whole
+
+
 def _pixel_to_world(cam, u, v, z_world):
     """Point where the ray through pixel (u, v) meets the plane z = z_world."""
     o, d, _ = _rays(cam, np.array([[u, v]], float))
