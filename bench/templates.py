@@ -73,6 +73,7 @@ def main() -> int:
         print(f"{t:9s} {results[t]['images_per_second']:.2f} images/s, "
               f"{results[t]['instances_per_image']} labeled objects/image, stages {results[t]['mean_stage_ms']}",
               flush=True)
+    os.makedirs("out", exist_ok=True)
     with open("out/bench_templates.json", "w") as f:
         json.dump(results, f, indent=1)
     return 0
