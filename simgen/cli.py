@@ -61,7 +61,7 @@ def _export(args: List[str]) -> int:
     from .errors import OutputError, SimGenError
     from .io import os_error_reason
     from .writers import EXPORTERS, export
-    from .writers.coco import read_coco
+    from .writers.coco import dataset_annotations, not_coco, read_coco
 
     ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
     ap.add_argument("dataset")
@@ -73,15 +73,12 @@ def _export(args: List[str]) -> int:
     path = os.path.join(a.dataset, "annotations.json")
     if unknown:
         raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
-    if not os.path.isfile(path):
-        raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first, "
-                          f"or finish the run)")
+    dataset_annotations(path)
     options = {"yolo_segments": a.segments}
     try:  # read as a stream: a million-image annotations.json (~10 GB) is never loaded whole
         folders = read_coco(path, lambda coco: export(a.dataset, coco, fmts, options))
     except (ValueError, KeyError) as exc:
-        raise SimGenError(f"{path} is not a COCO instances file ({type(exc).__name__}: {exc}); fix: point "
-                          f"simgen export at a dataset folder that simgen wrote") from None
+        raise not_coco(path, exc, "point simgen export at a dataset folder that simgen wrote") from None
     except OSError as exc:
         raise OutputError(f"cannot write the export in '{a.dataset}' ({exc.filename or ''}: {os_error_reason(exc)}); "
                           f"no half-written export is left (fix: free space or fix permissions, then run "

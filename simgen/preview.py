@@ -43,10 +43,9 @@ def contact_sheet(dataset: str, n: int = 16, indices: Optional[List[int]] = None
     """Grid of ``cols`` images per row (default: 4, or fewer when panels are added)."""
     from .draw import draw_labels, grid
     from .io import read_png
-    from .report import existing_annotations, not_coco
-    from .writers.coco import open_index
+    from .writers.coco import ANNOTATIONS_FILE, dataset_annotations, not_coco, open_index
 
-    path = existing_annotations(os.path.join(dataset, "annotations.json"))
+    path = dataset_annotations(os.path.join(dataset, ANNOTATIONS_FILE))
     try:
         index = open_index(path)  # nothing loaded
     except (ValueError, KeyError) as exc:

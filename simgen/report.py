@@ -17,22 +17,6 @@ SIZE_EDGES = (32 ** 2, 96 ** 2)  # COCO small / medium / large by area (pixels)
 HEATMAP_BINS = 16
 
 
-def existing_annotations(path: str) -> str:
-    from .errors import SimGenError
-
-    if not os.path.isfile(path):
-        raise SimGenError(f"{path} is missing: not a finished simgen dataset (fix: run simgen first)")
-    return path
-
-
-def not_coco(path: str, exc: Exception):
-    """The one-line error for a COCO file that does not parse (broken, truncated) or lacks COCO's keys."""
-    from .errors import SimGenError
-
-    return SimGenError(f"{path} is not a COCO instances file ({type(exc).__name__}: {exc}); fix: give the "
-                       f"annotations.json of a COCO dataset")
-
-
 PIXEL_CHUNK = 64  # images per task of the pixel pass
 
 
@@ -249,7 +233,7 @@ def survey(dataset: str, path: Optional[str] = None, image_root: Optional[str] =
     annotations.json) in one pass: the file is streamed (loaded whole only when it is not
     laid out as simgen writes it) and each image is read once (``with_pixels``), in
     ``processes`` processes when there are more than ``PIXEL_CHUNK``."""
-    from .writers.coco import read_coco
+    from .writers.coco import dataset_annotations, not_coco, read_coco
 
     t = dict(DEFAULT_THRESHOLDS)
     t.update(thresholds or {})
@@ -257,7 +241,7 @@ def survey(dataset: str, path: Optional[str] = None, image_root: Optional[str] =
     root = image_root or os.path.join(dataset, "images")
     dangling: List[dict] = []  # annotations of images the file lacks (when it is loaded whole)
     try:
-        s = read_coco(existing_annotations(path), lambda coco: _surveyed(coco, root, with_pixels, t, processes),
+        s = read_coco(dataset_annotations(path), lambda coco: _surveyed(coco, root, with_pixels, t, processes),
                       unknown=dangling.append)
     except (ValueError, KeyError) as exc:  # a broken or truncated file, or records without COCO's keys
         raise not_coco(path, exc) from None

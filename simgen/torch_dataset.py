@@ -32,10 +32,14 @@ class SimGenDetection(Dataset):
 
     def __init__(self, root: str, split: Optional[str] = None, transforms: Optional[Callable] = None,
                  include_ignored: bool = False):
-        from .writers.coco import open_index
+        from .writers.coco import ANNOTATIONS_FILE, dataset_annotations, not_coco, open_index
 
         self.root, self.transforms, self.include_ignored = root, transforms, include_ignored
-        self._index = open_index(os.path.join(root, "annotations.json"))
+        path = dataset_annotations(os.path.join(root, ANNOTATIONS_FILE))  # a one-line SimGenError if missing
+        try:
+            self._index = open_index(path)
+        except (ValueError, KeyError) as exc:
+            raise not_coco(path, exc, "give the folder of a finished simgen dataset") from None
         self.categories = {c["id"]: c["name"] for c in self._index.categories}
         self._positions = (np.arange(len(self._index)) if split is None else self._index.of_split(split))
 

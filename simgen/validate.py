@@ -18,14 +18,15 @@ def validate_dataset(path: str, max_problems: int = 200, processes: int = 1) -> 
     ``annotations.json`` is read as a stream (memory does not grow with the dataset; a file
     another tool reordered is loaded whole instead), and with ``processes`` > 1 the images
     are checked (PNGs decoded, every RLE compared with the mask) in that many processes."""
-    from .writers.coco import Coco, OutOfOrder, by_image
+    from .writers.coco import ANNOTATIONS_FILE, Coco, OutOfOrder, by_image, missing_annotations
+    from .writers.coco import not_coco as not_coco_error
 
-    ann_path = os.path.join(path, "annotations.json")
+    ann_path = os.path.join(path, ANNOTATIONS_FILE)
     if not os.path.isfile(ann_path):
-        return [f"{ann_path} is missing (the run did not finish, or this is not a simgen dataset)"]
+        return [missing_annotations(ann_path)]
 
     def not_coco(exc):
-        return [f"{ann_path} is not a COCO instances file ({type(exc).__name__}: {exc})"]
+        return [str(not_coco_error(ann_path, exc, "point simgen validate at a dataset folder that simgen wrote"))]
 
     try:
         try:

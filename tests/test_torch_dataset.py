@@ -50,3 +50,20 @@ def test_dataset_and_dataloader(tmp_path):
     moved = SimGenDetection(out, split="val")
     assert [moved.record(k) for k in range(len(moved))] == [expect[i["id"]] for i in coco["images"]
                                                             if i["split"] == "val"]
+
+
+@pytest.mark.parametrize("content", [None, b"\x8f\x00 not json" * 20, b'{"images": [{"id": 1}], "annotations": [{"id": 1'])
+def test_a_missing_or_broken_dataset_is_one_line(tmp_path, content):
+    """The training feed names the problem and the fix in one line, like the CLI (no
+    FileNotFoundError / UnicodeDecodeError / JSONDecodeError traceback from inside the index)."""
+    from simgen.errors import SimGenError
+    from simgen.torch_dataset import SimGenDetection
+
+    path = tmp_path / "annotations.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SimGenError) as err:
+        SimGenDetection(str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "fix:" in msg
+    assert ("is missing" if content is None else "is not a COCO instances file") in msg

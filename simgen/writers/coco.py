@@ -163,6 +163,29 @@ class Coco:
         return cls(doc.get("info", {}), doc["categories"], images)
 
 
+def missing_annotations(path: str) -> str:
+    """The one line for a dataset folder whose annotations.json does not exist."""
+    return (f"{path} is missing: not a finished simgen dataset (fix: run simgen first, or finish the run: "
+            f"the same command resumes it)")
+
+
+def dataset_annotations(path: str) -> str:
+    """``path`` (a dataset's annotations.json) when it exists, else the one-line SimGenError."""
+    from ..errors import SimGenError
+
+    if not os.path.isfile(path):
+        raise SimGenError(missing_annotations(path))
+    return path
+
+
+def not_coco(path: str, exc: Exception, fix: str = "give the annotations.json of a COCO dataset"):
+    """The one-line error for a COCO file that does not parse (broken, truncated, not text)
+    or lacks COCO's keys: what read_coco and open_index raise as ValueError or KeyError."""
+    from ..errors import SimGenError
+
+    return SimGenError(f"{path} is not a COCO instances file ({type(exc).__name__}: {exc}); fix: {fix}")
+
+
 def read_coco(path: str, use: Callable[[Coco], object], unknown: Optional[Callable[[dict], None]] = None):
     """``use(coco)`` on the COCO file at ``path`` read as a stream (:meth:`Coco.from_file`);
     when it turns out not to be laid out as simgen writes it (edited or written by another
