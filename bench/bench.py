@@ -1,8 +1,10 @@
 """`make bench`: simgen's throughput and memory on this machine. Not a test: it asserts nothing.
 
 Reports, at 640x480 with 10 objects per image:
-  - images/s end to end (sample, settle, render, annotate, write; start-up included) with
-    1 worker and with one worker per core,
+  - images/s end to end (sample, settle, render, annotate, write) with 1 worker and with one
+    worker per core, start-up included (timed from when the main process can make its first
+    image: the helpers' start-up counts, the main process's own imports and EGL context do
+    not) and after start-up (the first fifth of the images left out),
   - mean milliseconds per stage (render split into its passes), in one single-threaded process,
   - peak RSS per process,
   - CPU time per image of the pipeline against the ceiling's raster of the same scenes, in
