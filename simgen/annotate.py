@@ -132,6 +132,6 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
             rle=encode_rle(mask, (bbox[0], bbox[0] + bbox[2])), visibility=vis, unoccluded_area=full,
             pose_m2w=np.asarray(o.pose), pose_m2c=w2c @ np.asarray(o.pose),
             scale=np.asarray(o.scale), asset=o.asset, truncation=trunc, amodal_bbox=amodal_bbox,
-            amodal_rle=encode_rle(alone, (x0, x0 + crop.shape[1]) if crop.size else None), difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty),
-            ignore=bool(ignore)))
+            amodal_rle=encode_rle(alone, (x0, x0 + crop.shape[1]) if crop.size else None),
+            difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty), ignore=bool(ignore)))
     return out
