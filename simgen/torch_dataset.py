@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .writers.common import SPLITS
+
 try:
     import torch
     from torch.utils.data import Dataset
@@ -41,6 +43,12 @@ class SimGenDetection(Dataset):
         except (ValueError, KeyError) as exc:
             raise not_coco(path, exc, "give the folder of a finished simgen dataset") from None
         self.categories = {c["id"]: c["name"] for c in self._index.categories}
+        if split is not None and split not in SPLITS and split not in getattr(self._index, "split_names", ()):
+            from .errors import SimGenError
+
+            # an unknown name would give an empty dataset, and a training run on nothing
+            raise SimGenError(f"split '{split}' is not one of {', '.join(SPLITS)} (fix: split='train', "
+                              f"'val', 'test' or None for every image)")
         self._positions = (np.arange(len(self._index)) if split is None else self._index.of_split(split))
 
     def __len__(self) -> int:

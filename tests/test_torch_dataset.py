@@ -24,6 +24,11 @@ def test_dataset_and_dataloader(tmp_path):
     ds = SimGenDetection(out)
     assert len(ds) == 4
     assert len(SimGenDetection(out, split="train")) + len(SimGenDetection(out, split="val")) == 4
+    assert len(SimGenDetection(out, split="test")) == 0  # a split with no images: empty, as asked
+    from simgen.errors import SimGenError
+
+    with pytest.raises(SimGenError, match="split 'vall' is not one of train, val, test"):
+        SimGenDetection(out, split="vall")  # a typo: an error, not an empty dataset
     images, targets = next(iter(DataLoader(ds, batch_size=2, collate_fn=collate)))
     assert len(images) == 2 and images[0].shape == (3, 120, 160) and images[0].dtype == torch.float32
     t = targets[0]
