@@ -61,7 +61,7 @@ def _export(args: List[str]) -> int:
     from .errors import OutputError, SimGenError
     from .io import os_error_reason
     from .writers import EXPORTERS, export
-    from .writers.coco import dataset_annotations, not_coco, read_coco
+    from .writers.coco import ANNOTATIONS_FILE, dataset_annotations, not_coco, read_coco
 
     ap = argparse.ArgumentParser(prog="simgen export", description="Write other formats from a dataset's COCO.")
     ap.add_argument("dataset")
@@ -70,7 +70,7 @@ def _export(args: List[str]) -> int:
     a = ap.parse_args(args)
     fmts = [f for f in a.to.split(",") if f and f != "coco"]
     unknown = [f for f in fmts if f not in EXPORTERS]
-    path = os.path.join(a.dataset, "annotations.json")
+    path = os.path.join(a.dataset, ANNOTATIONS_FILE)
     if unknown:
         raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
     dataset_annotations(path)

@@ -43,13 +43,9 @@ def contact_sheet(dataset: str, n: int = 16, indices: Optional[List[int]] = None
     """Grid of ``cols`` images per row (default: 4, or fewer when panels are added)."""
     from .draw import draw_labels, grid
     from .io import read_png
-    from .writers.coco import ANNOTATIONS_FILE, dataset_annotations, not_coco, open_index
+    from .writers.coco import open_index
 
-    path = dataset_annotations(os.path.join(dataset, ANNOTATIONS_FILE))
-    try:
-        index = open_index(path)  # nothing loaded
-    except (ValueError, KeyError) as exc:
-        raise not_coco(path, exc) from None
+    index = open_index(dataset, "give the annotations.json of a COCO dataset")  # nothing loaded
     cats = {c["id"]: c["name"] for c in index.categories}
     if indices is None:
         chosen = [index[int(k)] for k in sorted(np.random.default_rng(seed).permutation(len(index))[:n])]

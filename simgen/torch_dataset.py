@@ -34,16 +34,12 @@ class SimGenDetection(Dataset):
 
     def __init__(self, root: str, split: Optional[str] = None, transforms: Optional[Callable] = None,
                  include_ignored: bool = False):
-        from .writers.coco import ANNOTATIONS_FILE, dataset_annotations, not_coco, open_index
+        from .writers.coco import open_index
 
         self.root, self.transforms, self.include_ignored = root, transforms, include_ignored
-        path = dataset_annotations(os.path.join(root, ANNOTATIONS_FILE))  # a one-line SimGenError if missing
-        try:
-            self._index = open_index(path)
-        except (ValueError, KeyError) as exc:
-            raise not_coco(path, exc, "give the folder of a finished simgen dataset") from None
+        self._index = open_index(root)  # a missing or broken annotations.json: a one-line SimGenError
         self.categories = {c["id"]: c["name"] for c in self._index.categories}
-        if split is not None and split not in SPLITS and split not in getattr(self._index, "split_names", ()):
+        if split is not None and split not in SPLITS and split not in self._index.split_names:
             from .errors import SimGenError
 
             # an unknown name would give an empty dataset, and a training run on nothing

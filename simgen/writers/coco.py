@@ -432,6 +432,7 @@ class LoadedIndex:
         self.path, self.categories, self.info = path, coco["categories"], coco.get("info", {})
         self._images = coco["images"]
         self._anns = by_image(self._images, coco["annotations"], unknown=lambda a: None)
+        self.split_names = sorted({i.get("split", "train") for i in self._images})
 
     def __len__(self) -> int:
         return len(self._images)
@@ -444,13 +445,19 @@ class LoadedIndex:
         return img, self._anns[img["id"]]
 
 
-def open_index(path: str):
-    """Random access to the images of the COCO file ``path``: a :class:`CocoIndex` (nothing
-    loaded) when it is laid out as simgen writes it, else a :class:`LoadedIndex`."""
+def open_index(dataset: str, fix: str = "give the folder of a finished simgen dataset"):
+    """Random access to the images of the dataset folder's annotations.json: a
+    :class:`CocoIndex` (nothing loaded) when it is laid out as simgen writes it, else a
+    :class:`LoadedIndex`. A missing file, or one that is not COCO, raises the one-line
+    SimGenError (``fix`` says what to do about the latter)."""
+    path = dataset_annotations(os.path.join(dataset, ANNOTATIONS_FILE))
     try:
-        return CocoIndex(path)
-    except OutOfOrder:
-        return LoadedIndex(path)
+        try:
+            return CocoIndex(path)
+        except OutOfOrder:
+            return LoadedIndex(path)
+    except (ValueError, KeyError) as exc:
+        raise not_coco(path, exc, fix) from None
 
 
 def _from_part(path: str, cat_ids: Dict[str, int], polygons: bool) -> Tuple[dict, List[dict]]:
