@@ -313,7 +313,7 @@ def merge(inputs: List[str], out: Optional[str] = None) -> "Summary":
 
     owned = [engines.Indices(claim(engines.done_indices(os.path.join(d, WORK_DIR, "parts"), range(n))))
              for d, _, _ in records]
-    missing = engines.Indices(i for i in range(n) if not claimed[i])
+    missing = engines.Indices.marked(claimed, 0, 0)
     if missing:
         raise OutputError(f"{len(missing)} of {n} images are in none of the shards: indices "
                           f"{engines.format_ranges(missing)}; fix: "
