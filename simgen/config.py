@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
 
+SHADOW_FILTERS = ("bilinear", "pcf3x3")  # render.shadow_filter's values (render.py makes them)
+
 # --------------------------------------------------------------------------------------
 # Schema
 # --------------------------------------------------------------------------------------
@@ -644,8 +646,8 @@ def validate(cfg) -> None:
     for k in ("linear_damping", "angular_damping"):
         need(0.0 <= cfg.physics[k] < 1.0, f"physics.{k} must be in [0, 1), got {cfg.physics[k]} "
              f"(fix: physics.{k}=0.1)")
-    need(cfg.render.shadow_filter in ("bilinear", "pcf3x3"), f"render.shadow_filter must be bilinear or "
-         f"pcf3x3, got '{cfg.render.shadow_filter}' (fix: render.shadow_filter=bilinear)")
+    need(cfg.render.shadow_filter in SHADOW_FILTERS, f"render.shadow_filter must be {' or '.join(SHADOW_FILTERS)}, "
+         f"got '{cfg.render.shadow_filter}' (fix: render.shadow_filter=bilinear)")
     need(cfg.render.shadow_map_size in (256, 512, 1024, 2048, 4096),
          f"render.shadow_map_size must be one of 256, 512, 1024, 2048, 4096, got "
          f"{cfg.render.shadow_map_size}")

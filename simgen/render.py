@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .assets import AssetLibrary  # noqa: E402
+from .config import SHADOW_FILTERS  # noqa: E402
 from .errors import RenderBackendError  # noqa: E402
 from .geometry import cv_pose_to_gl  # noqa: E402
 from .spec import Frame, SceneSpec  # noqa: E402
@@ -34,9 +35,6 @@ _PARKED = np.diag([1e-9, 1e-9, 1e-9, 1.0])
 EGL_HELP = ("install Mesa's EGL and software GL (Debian/Ubuntu: apt-get install libegl1 "
             "libegl-mesa0 libgl1-mesa-dri libgbm1) or an NVIDIA driver with EGL, and leave "
             "PYOPENGL_PLATFORM unset or =egl")
-
-
-SHADOW_FILTERS = ("pcf3x3", "bilinear")
 
 
 @lru_cache(maxsize=None)
