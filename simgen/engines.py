@@ -210,6 +210,53 @@ def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str, lp_threads: Opt
     _WORKER_OUT = (output_dir, parts_dir)
 
 
+def _warm_up() -> None:
+    """A helper's first task: its GL context and shaders, made while the main process is
+    still starting, not with its first image."""
+    _WORKER.renderer
+
+
+class Helpers:
+    """The spawned helper processes of a local run, started as early as the run knows it
+    wants them: each needs ~2.5 s to import and make its GL context, which then overlaps the
+    main process's own start-up (asset checks, GL context: ~1 s) instead of following it.
+    They do nothing but warm up until run_local hands them images."""
+
+    def __init__(self, cfg, output_dir: str, parts_dir: str, workers: int, count: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from omegaconf import OmegaConf
+
+        self.count = count
+        self._make = lambda: ProcessPoolExecutor(  # noqa: E731
+            max_workers=count, mp_context=mp.get_context("spawn"),  # never fork a process that may hold a GL context
+            initializer=_init_worker, initargs=(OmegaConf.to_yaml(cfg), output_dir, parts_dir,
+                                                worker_lp_threads(workers)))
+        self.pool = self.new()
+        for _ in range(count):  # (a pool spawns its processes as tasks arrive)
+            self.pool.submit(_warm_up)
+
+    @classmethod
+    def start(cls, cfg, output_dir: str, parts_dir: str, workers: int, images: int) -> Optional["Helpers"]:
+        """Helpers for a local run of ``images`` images at most, or None when it needs none."""
+        count = min(workers, images) - 1
+        return cls(cfg, output_dir, parts_dir, workers, count) if count >= 1 else None
+
+    def new(self):
+        """A fresh pool of ``count`` helpers (after one died)."""
+        return self._make()
+
+    def discard(self) -> None:
+        """End the helpers now, warming up or idle (the run needs none, or it failed)."""
+        if self.pool is None:
+            return
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = None
+
+
 def _local_task(group: Tuple[int, ...]):
     return [(i, make_and_commit(_WORKER, i, *_WORKER_OUT), _WORKER.renderer.gl_renderer) for i in group]
 
@@ -257,8 +304,9 @@ def worker_env(workers: int):
 
 
 def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: str, workers: int,
-              on_done: OnDone) -> None:
-    """Make ``todo`` here, helped by ``workers - 1`` spawned processes when workers > 1.
+              on_done: OnDone, helpers: Optional[Helpers] = None) -> None:
+    """Make ``todo`` here, helped by ``workers - 1`` spawned processes when workers > 1
+    (``helpers``, when the caller started them early; ended here either way).
 
     This process is a worker too: its pipeline is warm (assets checked, GL context made), so
     it makes images from the first second while the helpers import and start (~2.5 s each),
@@ -268,34 +316,27 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
     last allowed helper are reported, never silently dropped."""
     from collections import deque
 
-    helpers = min(workers, len(todo)) - 1
-    if helpers < 1:
+    if helpers is not None and min(workers, len(todo)) - 1 < 1:
+        helpers.discard()  # started for a run that turned out to need none (resumed, nearly done)
+        helpers = None
+    if helpers is None and min(workers, len(todo)) > 1:
+        helpers = Helpers(cfg, output_dir, parts_dir, workers, min(workers, len(todo)) - 1)
+    if helpers is None:
         try:
             for i in todo:
                 on_done(i, make_and_commit(pipe, i, output_dir, parts_dir), pipe.renderer.gl_renderer)
         finally:
             pipe.close()
         return
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
-
-    from omegaconf import OmegaConf
-
-    ctx = mp.get_context("spawn")  # never fork a process that may hold a GL context
-    cfg_yaml = OmegaConf.to_yaml(cfg)
-    lp_threads = worker_lp_threads(workers)
-
-    def new_pool():
-        return ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(cfg_yaml, output_dir, parts_dir, lp_threads))
 
     views = int(cfg.camera.views_per_scene)
     fresh = scene_groups(todo, views)
     queue: deque = deque()  # scenes' images nobody has started: a few drawn from `fresh` at a time, retries first
 
     def fill() -> None:
-        while len(queue) < 2 * helpers + 2:
+        while len(queue) < 2 * helpers.count + 2:
             group = next(fresh, None)
             if group is None:
                 return
@@ -306,7 +347,7 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
     lost: List[int] = []  # in flight on a helper that died with no retries left
     retries = int(cfg.retries)
     used = 0
-    ex = new_pool()
+    ex, helpers.pool = helpers.pool, None
     try:
         while True:
             fill()
@@ -326,7 +367,7 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
                     on_done(index, timings, gl)
             if not broken and ex is not None:
                 try:  # keep the helpers two images ahead
-                    while queue and len(pending) < 2 * helpers:
+                    while queue and len(pending) < 2 * helpers.count:
                         pending[ex.submit(_local_task, queue[0])] = queue[0]
                         queue.popleft()
                 except BrokenProcessPool:  # a helper died idle, between its images and new ones
@@ -351,7 +392,7 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
                     log.warning(f"a worker process died (killed or out of memory); making its "
                                 f"{len(redo)} unfinished image(s) again (retry {used} of {retries})")
                     queue.extendleft(reversed(list(scene_groups(redo, views))))
-                    ex = new_pool()
+                    ex = helpers.new()
                 else:
                     lost += redo
                 continue

@@ -124,16 +124,33 @@ def run(cfg) -> Summary:
     """Generate cfg.num_images images (or the shard cfg.shards.index of cfg.shards.count) into
     cfg.output_dir, resuming finished ones; merge into one dataset once every image exists."""
     from . import engines
-    from .assets import AssetLibrary
     from .config import effective_workers
 
-    library = AssetLibrary.from_config(cfg)
-    library.validate()  # bad meshes fail here, before the output folder is touched
-    pipe = Pipeline(cfg, library)
-    pipe.all_assets.validate()  # distractor assets too (and concave meshes get decomposed once)
     workers = effective_workers(cfg)
+    out = os.path.abspath(str(cfg.output_dir))
+    n = int(cfg.num_images)
+    mine = engines.shard_range(n, int(cfg.shards.count), cfg.shards.index)
+    helpers = None  # local helper processes start first: their start-up overlaps this one's
+    if cfg.engine == "local":
+        helpers = engines.Helpers.start(cfg, out, os.path.join(out, WORK_DIR, "parts"), workers, len(mine.indices))
+    try:
+        return _run(cfg, workers, out, n, mine, helpers)
+    finally:
+        if helpers is not None:
+            helpers.discard()  # (run_local takes them over: nothing left to end unless it failed before)
+
+
+def _run(cfg, workers: int, out: str, n: int, mine, helpers) -> Summary:
+    from . import engines
+    from .assets import AssetLibrary
+
+    pipe = None
     disconnect = lambda: None  # noqa: E731
     try:
+        library = AssetLibrary.from_config(cfg)
+        library.validate()  # bad meshes fail here, before the output folder is touched
+        pipe = Pipeline(cfg, library)
+        pipe.all_assets.validate()  # distractor assets too (and concave meshes get decomposed once)
         if cfg.engine == "ray":  # the cluster's nodes render; this one only needs to reach Ray
             disconnect = engines.connect_ray(cfg)
         else:
@@ -141,12 +158,10 @@ def run(cfg) -> Summary:
                 pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
         parts_dir = prepare_output(cfg, library.categories)
     except BaseException:
-        pipe.close()
+        if pipe is not None:
+            pipe.close()
         disconnect()
         raise
-    out = os.path.abspath(str(cfg.output_dir))
-    n = int(cfg.num_images)
-    mine = engines.shard_range(n, int(cfg.shards.count), cfg.shards.index)
     todo = engines.missing_indices(parts_dir, mine.indices)
     made, kept = len(todo), len(mine.indices) - len(todo)
     ann_path = os.path.join(out, "annotations.json")
@@ -168,7 +183,7 @@ def run(cfg) -> Summary:
             if todo:
                 engines.run_ray(cfg, todo, out, parts_dir, on_done)
         else:
-            engines.run_local(cfg, pipe, todo, out, parts_dir, workers, on_done)
+            engines.run_local(cfg, pipe, todo, out, parts_dir, workers, on_done, helpers)
     finally:
         progress.close()
         disconnect()

@@ -103,6 +103,29 @@ def test_helper_dying_idle_is_replaced(reference, tmp_path, monkeypatch, caplog)
     assert_same_dataset(reference, out)
 
 
+def test_helpers_started_early_end_with_a_failed_or_finished_run(reference, tmp_path):
+    """Helpers start before the main process's own start-up (overlapping it) and are ended
+    when the run fails before using them, when it needs none (resuming a finished run), and
+    when it ends: no process is left behind either way."""
+    import multiprocessing as mp
+    import shutil
+
+    from simgen.config import compose
+    from simgen.errors import OutputError
+    from simgen.runner import run
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write to output_dir"):
+        run(compose([*BASE, f"output_dir={blocker}/data", "workers=2"]))
+    assert not mp.active_children()
+    out = str(tmp_path / "copy")
+    shutil.copytree(reference, out)
+    summary = run(compose([*BASE, f"output_dir={out}", "workers=2"]))  # all 10 made already
+    assert (summary.made, summary.resumed) == (0, 10) and not mp.active_children()
+    assert_same_dataset(reference, out)
+
+
 def test_resuming_a_million_image_run_holds_no_per_image_lists(tmp_path, monkeypatch):
     """What is done and what is left of a run are kept as index ranges: resuming a run of a
     million images (every thousandth missing) takes about one byte an image more than one of
