@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError, SimGenError
-from .pipeline import Pipeline, commit_image, part_path
+from .pipeline import Pipeline, commit_image, image_name, part_path
 
 log = logging.getLogger("simgen")
 
@@ -136,7 +136,7 @@ def _is_done(parts_dir: str, index: int) -> bool:
 def _done_marks(parts_dir: str, indices: range) -> bytearray:
     """One byte per index of ``indices`` (step 1; ~1 MB per million images): 1 where the
     image's part record exists. One listing of the folder, not a stat per image (a run checks
-    its folder at start and end: ~4x faster on a local disk, far more on network storage).
+    its folder at start and end: ~3x faster on a local disk, far more on network storage).
     Only the exact names part_path gives count, not temp files of an unfinished write."""
     assert indices.step == 1, indices
     marks = bytearray(len(indices))
@@ -147,10 +147,9 @@ def _done_marks(parts_dir: str, indices: range) -> bytearray:
     with entries:
         for e in entries:
             stem = e.name[:-5]
-            canonical = len(stem) == 6 or (len(stem) > 6 and stem[0] != "0")  # image_name's form
-            if e.name.endswith(".json") and stem.isdigit() and canonical:
+            if e.name.endswith(".json") and stem.isdigit():
                 i = int(stem) - indices.start
-                if 0 <= i < len(marks) and e.is_file():
+                if 0 <= i < len(marks) and image_name(i + indices.start) == stem and e.is_file():
                     marks[i] = 1
     return marks
 
@@ -314,11 +313,11 @@ def run_local(cfg, pipe: Pipeline, todo: Indices, output_dir: str, parts_dir: st
     last allowed helper are reported, never silently dropped."""
     from collections import deque
 
-    if helpers is not None and min(workers, len(todo)) - 1 < 1:
+    if helpers is None:
+        helpers = Helpers.start(cfg, output_dir, parts_dir, workers, len(todo))
+    elif min(workers, len(todo)) < 2:
         helpers.discard()  # started for a run that turned out to need none (resumed, nearly done)
         helpers = None
-    if helpers is None and min(workers, len(todo)) > 1:
-        helpers = Helpers(cfg, output_dir, parts_dir, workers, min(workers, len(todo)) - 1)
     if helpers is None:
         try:
             for i in todo:
