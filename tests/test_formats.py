@@ -295,20 +295,34 @@ def test_coco_polygons_on_request(tmp_path):
 
 @pytest.mark.parametrize("level", [0, 1, 3, 9])
 def test_png_encoding_is_lossless_at_every_level(tmp_path, level):
-    """Fast levels use a fixed row filter and zlib strategy per content, slow ones libpng's
-    adaptive choice: lossless either way."""
+    """Fast levels (simgen's own PNG writer: fixed row filter, zlib-ng) and slow ones
+    (libpng's adaptive filters): lossless either way, read back by OpenCV and by Pillow (two
+    decoders; Pillow checks every chunk's CRC), at every shape a filter has an edge case in."""
+    from PIL import Image
+
     from simgen.io import encode_png, read_png
 
     rng = np.random.default_rng(level)
     images = {"rgb": rng.integers(0, 256, (37, 53, 3), dtype=np.uint8),
               "u16": (np.arange(37 * 53, dtype=np.uint16).reshape(37, 53) * 31),
-              "ids": rng.integers(0, 5, (37, 53)).astype(np.uint16)}
+              "ids": rng.integers(0, 5, (37, 53)).astype(np.uint16),
+              "u8": rng.integers(0, 256, (37, 53), dtype=np.uint8),
+              "rgb 1x1": rng.integers(0, 256, (1, 1, 3), dtype=np.uint8),
+              "rgb one row": rng.integers(0, 256, (1, 9, 3), dtype=np.uint8),
+              "u16 one column": rng.integers(0, 65536, (9, 1), dtype=np.uint16),
+              "u16 extremes": np.array([[0, 65535], [65535, 0], [256, 255]], dtype=np.uint16)}
     for name, img in images.items():
-        path = tmp_path / f"{name}.png"
+        path = tmp_path / "x.png"
         for labels in (False, True) if img.ndim == 2 else (False,):
             path.write_bytes(encode_png(img, level, labels=labels))
             back = read_png(str(path))
             assert back.dtype == img.dtype and (back == img).all(), (name, labels)
+            with Image.open(path) as im:
+                im.load()
+                assert (np.asarray(im).astype(img.dtype) == img).all(), (name, labels)
+    for bad in (np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.float32), np.zeros((0, 4), np.uint8)):
+        with pytest.raises(ValueError, match="encode_png takes"):
+            encode_png(bad, level)
 
 
 def test_coco_file_is_read_as_a_stream(dataset, tmp_path, monkeypatch):
