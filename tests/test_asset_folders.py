@@ -64,7 +64,11 @@ def test_concave_mesh_is_decomposed_once_and_cached(folder):
     mtime = os.path.getmtime(col.path)
     from simgen.assets import decomposition_path
 
-    assert decomposition_path(lib.assets[name]) == col.path and os.path.getmtime(col.path) == mtime
+    from simgen.assets import corners_file
+
+    parts = decomposition_path(lib.assets[name])
+    assert corners_file(parts) == col.path and os.path.getmtime(col.path) == mtime
+    assert parts.startswith(os.path.join(os.environ["SIMGEN_CACHE_DIR"], "vhacd"))
 
 
 def test_convex_meshes_reach_physics_as_cached_hull_files(folder, monkeypatch):
@@ -77,8 +81,9 @@ def test_convex_meshes_reach_physics_as_cached_hull_files(folder, monkeypatch):
     lib = AssetLibrary.from_sets([str(folder)])
     name = [n for n in lib.names if lib.assets[n].category == "ball"][0]
     col = lib.collision(name)
-    assert col.kind == "file" and col.path.startswith(os.path.join(os.environ["SIMGEN_CACHE_DIR"], "hulls"))
-    hull = trimesh.load(col.path, force="mesh")
+    assert col.kind == "file" and col.path.startswith(os.path.join(os.environ["SIMGEN_CACHE_DIR"], "corners"))
+    corners = np.array([[float(v) for v in line.split()[1:4]] for line in open(col.path) if line.startswith("v ")])
+    hull = trimesh.convex.convex_hull(corners)
     vis = lib.visual_mesh(name).convex_hull
     assert hull.is_watertight and hull.is_convex
     assert hull.volume == pytest.approx(vis.volume, rel=0.05)  # 96 of its 162 vertices: ~1% sag
@@ -94,6 +99,52 @@ def test_convex_meshes_reach_physics_as_cached_hull_files(folder, monkeypatch):
     monkeypatch.setattr(tempfile, "gettempdir", lambda: "/proc/simgen-tmp")
     with pytest.raises(AssetError, match="cannot write the mesh cache.*SIMGEN_CACHE_DIR"):
         hull_file(vis.vertices * 1.5)
+
+
+def test_corners_file_gives_pybullet_the_same_hulls(folder, tmp_path):
+    """corners_file lists each part's corners once; pybullet must build the same convex
+    parts from it as from the original: pybullet_data's decompositions, and an OBJ with every
+    construct that decides where a part starts or which vertex a corner is (objects, groups,
+    materials, quads, negative and v/vt/vn indices, unused vertices, comments)."""
+    import pybullet_data
+
+    from simgen.assets import corners_file
+    from simgen.physics import PhysicsWorld
+
+    odd = tmp_path / "odd.obj"
+    cube = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    text = ["# two boxes and a tetrahedron", "mtllib none.mtl", "o first"]
+    text += ["v %g %g %g" % c for c in cube] + ["vt 0 0", "vn 0 0 1", "v 9 9 9"]  # the last one unused
+    text += ["f 1/1/1 2/1/1 4/1/1 3/1/1", "f 5//1 6//1 8//1 7//1", "s off", "f 1 5 6 2"]
+    text += ["g second"] + ["v %g %g %g" % (x + 2, y, z * 3) for x, y, z in cube]
+    text += ["f -8 -7 -5 -6", "usemtl red", "f -4 -3 -1 -2", "", "f -8 -4 -3 -7"]
+    text += ["o third", "v 0 0 5", "v 1 0 5", "v 0 1 5", "v 0 0 6", "f -4 -3 -2", "f -4 -3 -1", "f -3 -2 -1"]
+    odd.write_text("\n".join(text) + "\n")
+    data = pybullet_data.getDataPath()
+    world = PhysicsWorld()
+    p, c = world._p, world.client
+
+    def hull_points(path):
+        p.resetSimulation(physicsClientId=c)
+        shape = p.createCollisionShape(p.GEOM_MESH, fileName=path, meshScale=[0.1] * 3, physicsClientId=c)
+        body = p.createMultiBody(1.0, shape, useMaximalCoordinates=True, physicsClientId=c)
+        pts = np.array(p.getMeshData(body, -1, physicsClientId=c)[1])
+        return pts[np.lexsort(pts.T)], p.getDynamicsInfo(body, -1, physicsClientId=c)[2]
+
+    def corners_used(path):
+        return sum(len(line.split()) - 1 for line in open(path) if line.startswith("f "))
+
+    try:
+        for path in [str(odd)] + [os.path.join(data, f) for f in ("teddy2_VHACD_CHs.obj", "duck_vhacd.obj",
+                                                                  "objects/mug_col.obj")]:
+            fast = corners_file(path)
+            assert fast.startswith(os.environ["SIMGEN_CACHE_DIR"]) and corners_file(path) == fast
+            (a, inertia_a), (b, inertia_b) = hull_points(path), hull_points(fast)
+            assert len(a) > 8 and a.shape == b.shape and (a == b).all(), path
+            assert inertia_a == inertia_b
+            assert corners_used(fast) < corners_used(path) / 2 or path == str(odd)
+    finally:
+        world.close()
 
 
 def test_folder_assets_settle_and_render(folder, renderer):
