@@ -269,6 +269,7 @@ class PyrenderRenderer:
         self.last_timings: Dict[str, float] = {}
         self._or_mode = False
         self._casters = None  # (centre (3,), radius) of the labeled objects: shadow frusta
+        self._light_cams: Dict[object, tuple] = {}
         self._install_or_mode_hook()
         _cache_uniform_locations()
         self._Node = _keyed_node_class(pyrender)
@@ -415,16 +416,25 @@ class PyrenderRenderer:
         pr = self._pr
 
         def get_light_cam_matrices(scene, light_node, flags):
+            # pyrender asks for every light's matrices at every draw (~23 times an image); they
+            # depend on the light's pose and the casters only, both set by _load (the raster
+            # 76.2 -> 75.8 ms CPU an image, same bytes).
+            hit = self._light_cams.get(light_node)
+            if hit is not None:
+                return hit
             # pyrender fits a directional light's orthographic shadow frustum to the whole
             # scene (the 4 m floor: ~1 cm per texel). Fit it to the shadow casters instead;
             # the floor only receives, and points outside the map fall on empty texels.
             if self._casters is None or not isinstance(light_node.light, pr.DirectionalLight):
-                return light_matrices(scene, light_node, flags)
-            centre, radius = self._casters
-            pose = scene.get_pose(light_node).copy()
-            pose[:3, 3] = centre + pose[:3, 2] * (radius + 1.0)  # the light looks along -z
-            cam = pr.OrthographicCamera(xmag=radius, ymag=radius, znear=0.05, zfar=2 * radius + 4.0)
-            return np.linalg.inv(pose), cam.get_projection_matrix()
+                hit = light_matrices(scene, light_node, flags)
+            else:
+                centre, radius = self._casters
+                pose = scene.get_pose(light_node).copy()
+                pose[:3, 3] = centre + pose[:3, 2] * (radius + 1.0)  # the light looks along -z
+                cam = pr.OrthographicCamera(xmag=radius, ymag=radius, znear=0.05, zfar=2 * radius + 4.0)
+                hit = np.linalg.inv(pose), cam.get_projection_matrix()
+            self._light_cams[light_node] = hit
+            return hit
 
         inner._get_light_cam_matrices = get_light_cam_matrices
 
@@ -639,6 +649,7 @@ class PyrenderRenderer:
                 self._paint(mat, color, o.metallic, o.roughness, o.texture)
             nodes[o.instance_id] = node
         self._casters = _bounding_sphere(scene, library)
+        self._light_cams = {}  # light node -> (view, projection) of its shadow map, this scene's
         self._static_nodes = self._set_statics(scene)
         self._set_floor(scene)
         self._set_lights(scene)
