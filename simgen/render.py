@@ -137,6 +137,9 @@ def _box_corners_cached(library: AssetLibrary, asset: str) -> np.ndarray:
     return trimesh.bounds.corners(library.visual_mesh(asset).bounds)
 
 
+MARGIN_SLACK = 0.01  # pixels: see _canvas_margins
+
+
 def _box_corners(library: AssetLibrary, asset: str) -> np.ndarray:
     """(8, 3) corners of the asset's model-frame bounding box, metres at scale 1."""
     return _box_corners_cached(library, asset)
@@ -733,7 +736,13 @@ class PyrenderRenderer:
 
     def _canvas_margins(self, scene: SceneSpec, library: AssetLibrary, cap: float) -> Tuple[int, int, int, int]:
         """Pixels to add on each side so every labeled object's silhouette fits (from the
-        projected corners of its oriented bounding box), at most ``cap`` x the frame size."""
+        projected corners of its model-frame bounding box), at most ``cap`` x the frame size.
+
+        Exact, so that a scene with every object inside the frame gets no margin at all: the
+        pass then keeps the frame's viewport, and pyrender does not rebuild its framebuffers
+        for the canvas and back (unoccluded pass 5.1 -> 3.6 ms). A pixel centre sits at an
+        integer (OpenCV), so pixel -1 can be covered only if a silhouette reaches u <= -1,
+        pixel W only if it reaches u >= W; MARGIN_SLACK absorbs float32 rounding on the GPU."""
         c = scene.camera
         K, w2c = np.asarray(c.K), np.linalg.inv(np.asarray(c.pose))
         lo, hi = np.array([0.0, 0.0]), np.array([c.width - 1.0, c.height - 1.0])
@@ -748,8 +757,8 @@ class PyrenderRenderer:
                 continue
             uv = pc[:, :2] / pc[:, 2:3] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
             lo, hi = np.minimum(lo, uv.min(axis=0)), np.maximum(hi, uv.max(axis=0))
-        pad_lo = np.clip(np.ceil(-lo) + 1, 0, limit).astype(int)
-        pad_hi = np.clip(np.ceil(hi - [c.width - 1, c.height - 1]) + 1, 0, limit).astype(int)
+        pad_lo = np.clip(np.floor(-lo + MARGIN_SLACK), 0, limit).astype(int)
+        pad_hi = np.clip(np.floor(hi - [c.width - 1, c.height - 1] + MARGIN_SLACK), 0, limit).astype(int)
         return int(pad_lo[0]), int(pad_lo[1]), int(pad_hi[0]), int(pad_hi[1])
 
     def render(self, scene: SceneSpec, library: AssetLibrary, unoccluded: bool = True) -> Frame:

@@ -377,3 +377,34 @@ def test_absent_lights_shadow_samplers_read_one_dummy_map(renderer, library, mon
     monkeypatch.setattr(inner, "_bind_lighting", type(inner)._bind_lighting.__get__(inner))
     theirs = renderer.render(few, library, unoccluded=False)
     assert np.array_equal(ours.rgb, theirs.rgb)
+
+
+def test_exact_canvas_margins_never_clip_a_silhouette():
+    """The unoccluded pass's canvas is grown only where a silhouette can reach past the
+    frame (none at all when every object is inside). Against a canvas 4 px larger on every
+    side, every object's amodal crop is the same, on scenes inside the frame and on scenes
+    turned so an object straddles the border."""
+    from simgen.config import compose
+    from simgen.pipeline import Pipeline
+
+    seen = {"zero": 0, "grown": 0, "truncated": 0}
+    for trunc in (0.0, 1.0):
+        cfg = compose(["camera.width=160", "camera.height=120", "objects.count=6", "render.shadows=false",
+                       f"edge_cases.truncation={{p:{trunc}}}", "seed=11"])
+        pipe = Pipeline(cfg)
+        r = pipe.renderer
+        for i in range(6):
+            s = pipe.make(i)
+            margins = r._canvas_margins(s.scene, pipe.all_assets, float(cfg.annotate.amodal_canvas))
+            seen["zero" if not any(margins) else "grown"] += 1
+            nodes = {k: n for k, n in r._load(s.scene, pipe.all_assets).items() if k >= 1}
+            wide = r._unoccluded(nodes, tuple(m + 4 for m in margins))
+            assert sorted(wide) == sorted(s.frame.amodal)
+            for k, (inside, (crop, x0, y0)) in wide.items():
+                ours, ox, oy = s.frame.amodal[k]
+                assert (ox, oy) == (x0, y0) and ours.shape == crop.shape and (ours == crop).all(), (trunc, i, k)
+                assert (s.frame.unoccluded[k] == inside).all()
+                seen["truncated"] += bool(crop.size) and (x0 < 0 or y0 < 0 or x0 + crop.shape[1] > 160
+                                                          or y0 + crop.shape[0] > 120)
+        pipe.close()
+    assert min(seen.values()) > 0, seen
