@@ -468,3 +468,15 @@ def test_validate_names_each_corruption_in_one_or_several_processes(dataset, tmp
     problems = validate.validate_dataset(str(d), processes=2)
     assert problems[0] == f"annotation {10 ** 6}: unknown image_id 777"
     assert not [x for x in expected[1:] if x not in "\n".join(problems)]
+
+
+def test_depth_png_values_round_to_millimetres_and_clear_what_cannot_be_stored():
+    from simgen.writers.buffers import depth_to_u16
+
+    depth = np.array([[0.0, 0.0004, 0.0005, 0.0015, 1.2344999, 65.535, 65.5355, 70.0],
+                      [-0.01, np.nan, np.inf, -np.inf, 3.0, 0.9996, 2.5e-4, 1e-9]], dtype=np.float32)
+    want = np.rint(depth.astype(np.float64) * 1000.0)
+    want[~np.isfinite(want) | (want < 0) | (want > 65535)] = 0
+    got = depth_to_u16(depth)
+    assert got.dtype == np.uint16 and (got == want.astype(np.uint16)).all()
+    assert got[0].tolist()[:4] == [0, 0, 1, 2] and got[1, :4].tolist() == [0, 0, 0, 0] and got[0, 7] == 0

@@ -15,8 +15,9 @@ SUBDIRS = ("images", "masks", "depth")
 
 def depth_to_u16(depth: np.ndarray) -> np.ndarray:
     """(H,W) float32 metres -> (H,W) uint16 millimetres, rounded; out of range -> 0."""
-    mm = np.rint(depth.astype(np.float64) / DEPTH_SCALE)
-    mm[(mm < 0) | (mm > 65535) | ~np.isfinite(mm)] = 0
+    mm = np.divide(depth, DEPTH_SCALE, dtype=np.float64)  # one pass: no float64 copy first
+    np.rint(mm, out=mm)
+    mm[~((mm >= 0) & (mm <= 65535))] = 0  # NaN fails both comparisons
     return mm.astype(np.uint16)
 
 
