@@ -268,9 +268,13 @@ def corners_file(path: str) -> str:
     point set with no repeats (tested against pybullet's own hulls). A teddy's 15 parts:
     1.96 -> 1.13 ms to create. Bullet may list a hull's vertices in another order, which
     changes tie-breaks between touching hulls: tabletop and shelf poses are bit-identical,
-    and 61 of 1,000 objects in 100 dense bin scenes settled elsewhere, none invalid."""
+    and 61 of 1,000 objects in 100 dense bin scenes settled elsewhere, none invalid. Other
+    formats (STL) are returned as they are; a face pybullet could not read, or one naming a
+    vertex that does not exist, is an AssetError naming the file."""
     import hashlib
 
+    if not path.lower().endswith(".obj"):  # pybullet reads STL too: handed over as it is
+        return path
     data = open(path, "rb").read()
     digest = hashlib.sha1(data + CORNERS_VERSION.encode()).hexdigest()
     folder = _cache_folder("corners")
@@ -285,12 +289,22 @@ def corners_file(path: str) -> str:
         lines.extend("f %d %d %d" % tuple(corners[i:i + 3]) for i in range(0, len(corners), 3))
         run.clear()
 
-    for line in data.decode("utf-8", errors="replace").splitlines():
+    def bad(why: str) -> AssetError:
+        return AssetError(f"collision mesh {path}: {why} (fix: re-export it as an OBJ with one object per "
+                          f"convex part)")
+
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         token = line.split(maxsplit=1)[0] if line.strip() else ""
         if token == "f":
             for corner in line.split()[1:]:
-                k = int(corner.split("/")[0])
-                run[k if k > 0 else vertices + 1 + k] = None  # negative: relative to the last vertex
+                try:
+                    k = int(corner.split("/")[0])
+                except ValueError:
+                    raise bad(f"line {n} is a face pybullet cannot read ({line.strip()[:40]!r})") from None
+                k = k if k > 0 else vertices + 1 + k if k < 0 else 0  # negative: from the last vertex so far
+                if k < 1:  # 0, or further back than the first vertex
+                    raise bad(f"line {n} names a vertex that does not exist")
+                run[k] = None
             continue
         if run:
             flush()
@@ -298,6 +312,8 @@ def corners_file(path: str) -> str:
         lines.append(line)
     if run:
         flush()
+    if any(int(k) > vertices for line in lines if line.startswith("f ") for k in line.split()[1:]):
+        raise bad("a face names a vertex past the last one")
     return _publish(folder, f"{digest}.obj", ("\n".join(lines) + "\n").encode())
 
 

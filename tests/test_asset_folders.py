@@ -145,6 +145,15 @@ def test_corners_file_gives_pybullet_the_same_hulls(folder, tmp_path):
             assert corners_used(fast) < corners_used(path) / 2 or path == str(odd)
     finally:
         world.close()
+    stl = tmp_path / "part.stl"
+    trimesh.creation.box([0.1, 0.1, 0.1]).export(stl)
+    assert corners_file(str(stl)) == str(stl)  # not OBJ text: pybullet gets the file as it is
+    for face, why in (("f 1 2 \\", "cannot read"), ("f 0 1 2", "does not exist"), ("f -9 1 2", "does not exist"),
+                      ("f 1 2 7", "past the last")):
+        broken = tmp_path / "broken.obj"
+        broken.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\n" + face + "\n")
+        with pytest.raises(AssetError, match=f"collision mesh .*broken.obj: .*{why}.*fix:"):
+            corners_file(str(broken))
 
 
 def test_folder_assets_settle_and_render(folder, renderer):
