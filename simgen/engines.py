@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,8 +98,12 @@ def make_and_commit(pipe: Pipeline, index: int, output_dir: str, parts_dir: str)
     """Make image ``index`` and commit it into output_dir; returns its stage timings."""
     _maybe_crash(index)
     sample = pipe.make(index)
-    pipe.write(sample, output_dir, parts_dir)
+    with _COMMITTING:
+        pipe.write(sample, output_dir, parts_dir)
     return dict(sample.timings)
+
+
+_COMMITTING = threading.Lock()  # held while an image's files are written (see _exit_with_parent)
 
 
 class Indices:
@@ -154,6 +159,40 @@ def _done_marks(parts_dir: str, indices: range) -> bytearray:
     return marks
 
 
+def discard_stale_temps(output_dir: str, parts_dir: str, todo: Indices) -> int:
+    """Delete the temporary files (io.AtomicFile) that a killed run left behind for images
+    this run is about to make; returns how many. Only this run's images: a shard writing
+    beside it into a shared folder owns other indices, and its temporary files are in flight."""
+    import bisect
+
+    from .io import temp_target
+    from .writers.buffers import SUBDIRS
+
+    if not todo:
+        return 0
+    starts = [r.start for r in todo.ranges]
+    removed = 0
+    for folder in [os.path.join(output_dir, d) for d in SUBDIRS] + [parts_dir]:
+        try:
+            entries = os.scandir(folder)
+        except FileNotFoundError:
+            continue
+        with entries:
+            for e in entries:
+                stem = (temp_target(e.name) or "").split(".")[0]
+                if not stem.isdigit() or image_name(int(stem)) != stem:
+                    continue
+                i = int(stem)
+                k = bisect.bisect_right(starts, i) - 1
+                if k >= 0 and i < todo.ranges[k].stop:
+                    try:
+                        os.unlink(e.path)
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+    return removed
+
+
 def done_indices(parts_dir: str, indices: range) -> Indices:
     """The indices among ``indices`` whose image is complete (its part record exists)."""
     return Indices.marked(_done_marks(parts_dir, indices), indices.start, 1)
@@ -184,15 +223,14 @@ _WORKER_OUT = ("", "")
 def _exit_with_parent(every: float = 1.0) -> None:
     """End this worker when the process that started it is gone (killed with SIGKILL): the
     pool's queues would otherwise keep it waiting forever, holding its memory and GL context."""
-    import threading
-
     parent = os.getppid()
 
     def watch():
         while True:
             time.sleep(every)
             if os.getppid() != parent:
-                os._exit(1)
+                with _COMMITTING:  # never in the middle of an image's files
+                    os._exit(1)
 
     threading.Thread(target=watch, name="simgen-parent-watch", daemon=True).start()
 

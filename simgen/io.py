@@ -12,14 +12,27 @@ import numpy as np
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+TEMP_PREFIX = ".tmp-"
+
+
+def temp_target(name: str):
+    """The file name an AtomicFile temporary ``name`` was to become, or None if ``name`` is
+    not one (tempfile's random part has no '-')."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    parts = name.split("-", 2)
+    return parts[2] if len(parts) == 3 and parts[2] else None
+
+
 class AtomicFile:
     """A file that appears at ``path`` complete or not at all: written to a temporary sibling
-    (``.tmp-<name>``) and renamed by :meth:`commit`; :meth:`discard`, or an exception inside
-    ``with``, removes it. Every dataset file simgen writes goes through here."""
+    (``.tmp-<random>-<name>``, see temp_target) and renamed by :meth:`commit`;
+    :meth:`discard`, or an exception inside ``with``, removes it. Every dataset file simgen
+    writes goes through here."""
 
     def __init__(self, path: str, mode: str = "wb"):
         self.path = path
-        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path),
+        fd, self.tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="-" + os.path.basename(path),
                                         dir=os.path.dirname(path) or ".")
         self._f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
 

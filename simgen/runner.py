@@ -164,6 +164,7 @@ def _run(cfg, workers: int, out: str, n: int, mine, helpers) -> Summary:
         raise
     todo = engines.missing_indices(parts_dir, mine.indices)
     made, kept = len(todo), len(mine.indices) - len(todo)
+    engines.discard_stale_temps(out, parts_dir, todo)  # a killed run's half-written files, if any
     ann_path = os.path.join(out, "annotations.json")
     if todo and os.path.exists(ann_path):
         os.unlink(ann_path)  # stale: the dataset is incomplete until the merge below

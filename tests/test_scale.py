@@ -181,6 +181,46 @@ def test_finished_images_are_read_from_one_listing_of_exact_part_names(tmp_path)
     assert list(missing_indices(str(tmp_path / "none"), range(2, 4))) == [2, 3]
 
 
+def test_a_killed_runs_temp_files_are_removed_for_the_images_this_run_makes(reference, tmp_path):
+    """A run killed while writing leaves AtomicFile temporaries (.tmp-<random>-<name>). The
+    run that resumes deletes those of the images it is about to make, in every image folder
+    and the parts folder, and nothing else: a shard beside it owns the other indices."""
+    import shutil
+
+    from simgen.engines import Indices, discard_stale_temps
+    from simgen.io import AtomicFile
+
+    out = tmp_path / "d"
+    parts = out / ".simgen" / "parts"
+    for d in ("images", "masks", "depth"):
+        os.makedirs(out / d)
+    os.makedirs(parts)
+    left = {}
+    for folder, name in (("images", "000004.png"), ("masks", "000004.png"), ("depth", "000012.png"),
+                         (".simgen/parts", "000005.json"), ("images", "000030.png"), ("images", "0004.png"),
+                         ("images", "notes.png")):
+        f = AtomicFile(str(out / folder / name))  # as a killed writer leaves it: never committed
+        left[(folder, name)] = f.tmp
+    (out / "images" / ".tmp-keep").write_text("")  # not an AtomicFile name
+    removed = discard_stale_temps(str(out), str(parts), Indices([3, 4, 5, 12, 13]))
+    assert removed == 4
+    gone = {k for k, path in left.items() if not os.path.exists(path)}
+    assert gone == {("images", "000004.png"), ("masks", "000004.png"), ("depth", "000012.png"),
+                    (".simgen/parts", "000005.json")}
+    assert (out / "images" / ".tmp-keep").exists()
+    # end to end: a partial copy of the reference dataset with leftovers resumes clean and identical
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    os.unlink(copy / "annotations.json")
+    os.unlink(copy / ".simgen" / "parts" / "000003.json")
+    AtomicFile(str(copy / "images" / "000003.png"))
+    AtomicFile(str(copy / ".simgen" / "parts" / "000003.json"))
+    r = run_cli(*BASE, f"output_dir={copy}", "workers=1")
+    assert r.returncode == 0, r.stderr
+    assert not [f for _, _, fs in os.walk(copy) for f in fs if f.startswith(".tmp-")]
+    assert_same_dataset(reference, str(copy))
+
+
 def test_finalize_in_several_processes_writes_the_same_bytes(reference, tmp_path, monkeypatch):
     """Large datasets read and encode their COCO records in one process per worker, a few
     chunks ahead of the writer; annotation ids still count through the dataset in order."""
