@@ -466,6 +466,10 @@ class PyrenderRenderer:
         try:
             r._platform.make_current()
             r._renderer.delete()
+            # pyrender's delete() leaves _shadow_fb set, so the renderer's __del__ deletes that
+            # framebuffer name again when Python collects it, in whatever context is current
+            # then: another renderer's main framebuffer (seen as GL_INVALID_OPERATION there).
+            r._renderer._shadow_fb = None
             plat = r._platform
             display, context = getattr(plat, "_egl_display", None), getattr(plat, "_egl_context", None)
             if display is not None and context is not None:

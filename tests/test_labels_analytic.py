@@ -294,16 +294,32 @@ def test_difficulty_and_filters(renderer, library):
 
 
 def test_closing_one_renderer_leaves_the_others_working(renderer, library):
-    """pyrender's delete() terminates the process-wide EGL display; ours must not."""
+    """pyrender's delete() terminates the process-wide EGL display; ours must not. And a
+    closed renderer collected later must not delete GL names in the context current then (it
+    deleted its shadow framebuffer's name a second time: the other's main framebuffer)."""
     import gc
 
     from simgen.render import PyrenderRenderer
 
     sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0)], camera([0.0, -0.4, 0.4], [0.0, 0.0, 0.0]))
     before = renderer.render(sc, library).instance.copy()
-    other = PyrenderRenderer(64, 48, shadows=False)
+    other = PyrenderRenderer(64, 48)  # with shadows: it makes a shadow framebuffer
     other.render(replace_camera(sc, 64, 48), library)
+    inner = other._r._renderer
+    assert inner._shadow_fb is not None
     other.close()
+    del other
+    import pyrender.renderer
+
+    deleted = []
+    real = pyrender.renderer.glDeleteFramebuffers
+    pyrender.renderer.glDeleteFramebuffers = lambda n, names: deleted.append(list(names))
+    try:
+        inner.__del__()  # what Python's collection of it runs, with the shared context current
+    finally:
+        pyrender.renderer.glDeleteFramebuffers = real
+    assert deleted == []
+    del inner
     PyrenderRenderer(64, 48, shadows=False)  # dropped without close(): garbage collected
     gc.collect()
     assert (renderer.render(sc, library).instance == before).all()
