@@ -273,6 +273,8 @@ class PyrenderRenderer:
         self._or_mode = False
         self._casters = None  # (centre (3,), radius) of the labeled objects: shadow frusta
         self._light_cams: Dict[object, tuple] = {}
+        # pyrender's framebuffer sets, the frame's and the unoccluded canvas's: one is parked
+        self._parked_fbs, self._on_canvas, self._frame_dims = None, False, (width, height)
         self._install_or_mode_hook()
         _cache_uniform_locations()
         self._Node = _keyed_node_class(pyrender)
@@ -352,12 +354,59 @@ class PyrenderRenderer:
 
         inner._configure_forward_pass_viewport = configure_forward_pass
 
+        configure_main = inner._configure_main_framebuffer
+        fields = ("_main_fb", "_main_cb", "_main_db", "_main_fb_ms", "_main_cb_ms", "_main_db_ms", "_main_fb_dims")
+        none = (None,) * 6 + ((None, None),)
+
+        def park(to_canvas: bool) -> None:
+            """Swap pyrender's framebuffer set for the parked one (frame <-> canvas)."""
+            current = tuple(getattr(inner, f) for f in fields)
+            for f, v in zip(fields, self._parked_fbs or none):
+                setattr(inner, f, v)
+            self._parked_fbs = current if current[0] is not None else None
+            self._on_canvas = to_canvas
+
+        def configure_main_framebuffer():
+            # pyrender rebuilds its framebuffers whenever the viewport size changes: for the
+            # unoccluded pass's canvas and back, every image that needs one (~1.3 ms). The
+            # canvas gets a single-sample framebuffer of its own instead, kept between images
+            # and grown in 64-pixel steps (at most 3x the frame a side: ~22 MB at 640x480);
+            # the pass draws into its lower-left corner (see read_main_framebuffer).
+            vw, vh = inner.viewport_width, inner.viewport_height
+            if not (self._or_mode and (vw, vh) != self._frame_dims):
+                if self._on_canvas:
+                    park(False)
+                self._frame_dims = (vw, vh)
+                return configure_main()
+            if not self._on_canvas:
+                park(True)
+            w0, h0 = inner._main_fb_dims if inner._main_fb is not None else (0, 0)
+            if w0 >= vw and h0 >= vh:
+                return
+            inner._delete_main_framebuffer()
+            w, h = -(-max(vw, w0) // 64) * 64, -(-max(vh, h0) // 64) * 64
+            cb, db = GL.glGenRenderbuffers(2)
+            for rb, fmt in ((cb, GL.GL_RGBA), (db, GL.GL_DEPTH_COMPONENT24)):
+                GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
+                GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, fmt, w, h)
+            fb = GL.glGenFramebuffers(1)
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, cb)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, db)
+            # single-sample only (the pass is): its names stand in for the multisample ones
+            for f, v in zip(fields, (fb, cb, db, fb, cb, db, (w, h))):
+                setattr(inner, f, v)
+
+        inner._configure_main_framebuffer = configure_main_framebuffer
+
         read_main = inner._read_main_framebuffer
 
         def read_main_framebuffer(scene, flags):
             if not flags & seg_flag:
                 return read_main(scene, flags)
-            return self._read_seg(inner._main_fb, *inner._main_fb_dims, scene.main_camera_node.camera)
+            # the viewport's size: on the canvas's framebuffer, its lower-left corner
+            return self._read_seg(inner._main_fb, inner.viewport_width, inner.viewport_height,
+                                  scene.main_camera_node.camera)
 
         inner._read_main_framebuffer = read_main_framebuffer
 
@@ -465,6 +514,13 @@ class PyrenderRenderer:
             return
         try:
             r._platform.make_current()
+            if self._parked_fbs is not None:
+                inner = r._renderer
+                inner._delete_main_framebuffer()
+                for f, v in zip(("_main_fb", "_main_cb", "_main_db", "_main_fb_ms", "_main_cb_ms", "_main_db_ms",
+                                 "_main_fb_dims"), self._parked_fbs):
+                    setattr(inner, f, v)
+                self._parked_fbs = None
             r._renderer.delete()
             # pyrender's delete() leaves _shadow_fb set, so the renderer's __del__ deletes that
             # framebuffer name again when Python collects it, in whatever context is current
