@@ -281,7 +281,7 @@ def corners_file(path: str) -> str:
     out = os.path.join(folder, f"{digest}.obj")
     if os.path.isfile(out):
         return out
-    lines, run, vertices = [], {}, 0
+    lines, run, vertices, top = [], {}, 0, 0
 
     def flush():
         corners = list(run)  # dicts keep the order of first use
@@ -305,6 +305,7 @@ def corners_file(path: str) -> str:
                 if k < 1:  # 0, or further back than the first vertex
                     raise bad(f"line {n} names a vertex that does not exist")
                 run[k] = None
+                top = max(top, k)
             continue
         if run:
             flush()
@@ -312,7 +313,7 @@ def corners_file(path: str) -> str:
         lines.append(line)
     if run:
         flush()
-    if any(int(k) > vertices for line in lines if line.startswith("f ") for k in line.split()[1:]):
+    if top > vertices:
         raise bad("a face names a vertex past the last one")
     return _publish(folder, f"{digest}.obj", ("\n".join(lines) + "\n").encode())
 

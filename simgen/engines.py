@@ -138,6 +138,11 @@ def _is_done(parts_dir: str, index: int) -> bool:
     return os.path.isfile(part_path(parts_dir, index))
 
 
+def _image_index(stem: str) -> Optional[int]:
+    """The image index a file stem names in image_name's form exactly, else None."""
+    return int(stem) if stem.isdigit() and image_name(int(stem)) == stem else None
+
+
 def _done_marks(parts_dir: str, indices: range) -> bytearray:
     """One byte per index of ``indices`` (step 1; ~1 MB per million images): 1 where the
     image's part record exists. One listing of the folder, not a stat per image (a run checks
@@ -151,11 +156,9 @@ def _done_marks(parts_dir: str, indices: range) -> bytearray:
         return marks
     with entries:
         for e in entries:
-            stem = e.name[:-5]
-            if e.name.endswith(".json") and stem.isdigit():
-                i = int(stem) - indices.start
-                if 0 <= i < len(marks) and image_name(i + indices.start) == stem and e.is_file():
-                    marks[i] = 1
+            index = _image_index(e.name[:-5]) if e.name.endswith(".json") else None
+            if index is not None and 0 <= index - indices.start < len(marks) and e.is_file():
+                marks[index - indices.start] = 1
     return marks
 
 
@@ -179,10 +182,9 @@ def discard_stale_temps(output_dir: str, parts_dir: str, todo: Indices) -> int:
             continue
         with entries:
             for e in entries:
-                stem = (temp_target(e.name) or "").split(".")[0]
-                if not stem.isdigit() or image_name(int(stem)) != stem:
+                i = _image_index((temp_target(e.name) or "").split(".")[0])
+                if i is None:
                     continue
-                i = int(stem)
                 k = bisect.bisect_right(starts, i) - 1
                 if k >= 0 and i < todo.ranges[k].stop:
                     try:

@@ -138,6 +138,9 @@ def _box_corners_cached(library: AssetLibrary, asset: str) -> np.ndarray:
 
 
 MARGIN_SLACK = 0.01  # pixels: see _canvas_margins
+# pyrender's main framebuffer set (Renderer._configure_main_framebuffer): the frame's, or
+# the unoccluded canvas's while the other is parked
+_MAIN_FB_FIELDS = ("_main_fb", "_main_cb", "_main_db", "_main_fb_ms", "_main_cb_ms", "_main_db_ms", "_main_fb_dims")
 
 
 def _box_corners(library: AssetLibrary, asset: str) -> np.ndarray:
@@ -355,7 +358,7 @@ class PyrenderRenderer:
         inner._configure_forward_pass_viewport = configure_forward_pass
 
         configure_main = inner._configure_main_framebuffer
-        fields = ("_main_fb", "_main_cb", "_main_db", "_main_fb_ms", "_main_cb_ms", "_main_db_ms", "_main_fb_dims")
+        fields = _MAIN_FB_FIELDS
         none = (None,) * 6 + ((None, None),)
 
         def park(to_canvas: bool) -> None:
@@ -517,8 +520,7 @@ class PyrenderRenderer:
             if self._parked_fbs is not None:
                 inner = r._renderer
                 inner._delete_main_framebuffer()
-                for f, v in zip(("_main_fb", "_main_cb", "_main_db", "_main_fb_ms", "_main_cb_ms", "_main_db_ms",
-                                 "_main_fb_dims"), self._parked_fbs):
+                for f, v in zip(_MAIN_FB_FIELDS, self._parked_fbs):
                     setattr(inner, f, v)
                 self._parked_fbs = None
             r._renderer.delete()
