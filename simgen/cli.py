@@ -58,6 +58,7 @@ def _export(args: List[str]) -> int:
     import argparse
     import os
 
+    from .dataset import claim
     from .errors import OutputError, SimGenError
     from .io import os_error_reason
     from .writers import EXPORTERS, export
@@ -74,6 +75,7 @@ def _export(args: List[str]) -> int:
     if unknown:
         raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
     dataset_annotations(path)
+    claim(a.dataset, [EXPORTERS[f].folder for f in fmts])
     options = {"yolo_segments": a.segments}
     try:  # read as a stream: a million-image annotations.json (~10 GB) is never loaded whole
         folders = read_coco(path, lambda coco: export(a.dataset, coco, fmts, options))
@@ -107,11 +109,13 @@ def _preview(args: List[str]) -> int:
     a = ap.parse_args(args)
     import cv2
 
+    from .dataset import PREVIEW_FILE, claim_path
     from .preview import contact_sheet
 
     idx = [int(v) for v in a.indices.split(",")] if a.indices else None
     sheet = contact_sheet(a.dataset, a.n, idx, a.seed, a.amodal, a.depth, a.instances, a.cols)
-    out = a.out or os.path.join(a.dataset, "preview.png")
+    out = a.out or os.path.join(a.dataset, PREVIEW_FILE)
+    claim_path(a.dataset, out)
     if not cv2.imwrite(out, sheet[..., ::-1]):
         raise SimGenError(f"cannot write {out} (fix: --out to a writable path ending in .png)")
     print(f"simgen: preview written to {out}")
@@ -130,11 +134,14 @@ def _report(args: List[str]) -> int:
     ap.add_argument("--real-images", help="folder of the real images (colour statistics)")
     ap.add_argument("--out", help="folder to write (default <dataset>/report)")
     a = ap.parse_args(args)
+    from .dataset import REPORT_DIR, claim_path
     from .report import write_report
 
     if a.against and not os.path.isfile(a.against):
         raise SimGenError(f"--against {a.against}: no such file (fix: give a COCO annotations JSON)")
-    path = write_report(a.dataset, a.out or os.path.join(a.dataset, "report"), a.against, a.real_images)
+    out = a.out or os.path.join(a.dataset, REPORT_DIR)
+    claim_path(a.dataset, out)
+    path = write_report(a.dataset, out, a.against, a.real_images)
     print(f"simgen: report written to {path}")
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 
@@ -17,7 +16,7 @@ TEMP_PREFIX = ".tmp-"
 
 def temp_target(name: str):
     """The file name an AtomicFile temporary ``name`` was to become, or None if ``name`` is
-    not one (tempfile's random part has no '-')."""
+    not one (its random part is hex: no '-')."""
     if not name.startswith(TEMP_PREFIX):
         return None
     parts = name.split("-", 2)
@@ -32,8 +31,14 @@ class AtomicFile:
 
     def __init__(self, path: str, mode: str = "wb"):
         self.path = path
-        fd, self.tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="-" + os.path.basename(path),
-                                        dir=os.path.dirname(path) or ".")
+        folder, name = os.path.split(path)
+        while True:  # tempfile.mkstemp would make it 0600 whatever the umask: open it as any tool does
+            self.tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(6).hex()}-{name}")
+            try:
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                break
+            except FileExistsError:  # pragma: no cover - 48 random bits
+                continue
         self._f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
 
     def write(self, data) -> None:

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from .annotate import annotate
 from .assets import AssetLibrary
+from .dataset import image_name, part_path
 from .scenes import factor_rng, objects_in_view, sample_camera, sample_scene, scene_of
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
@@ -36,15 +37,6 @@ def _has_distractors(cfg) -> bool:
     return not (isinstance(c, (int, float)) and c == 0)
 
 
-def image_name(index: int) -> str:
-    return f"{index:06d}"
-
-
-def part_path(parts_dir: str, index: int) -> str:
-    """Image ``index``'s part record: written last, its existence marks the image complete."""
-    return os.path.join(parts_dir, f"{image_name(index)}.json")
-
-
 @dataclass(frozen=True)
 class Sample:
     index: int
@@ -68,6 +60,12 @@ class Pipeline:
 
         self.cfg = cfg = config_view(cfg)  # plain and read-only: fast reads in the hot path
         self.library = library or AssetLibrary.from_config(cfg)
+        unknown = sorted(set(cfg.objects.class_weights) - set(self.library.categories))
+        if unknown:
+            from .errors import ConfigError
+
+            raise ConfigError(f"objects.class_weights names {', '.join(unknown)}, which no asset has; classes: "
+                              f"{', '.join(self.library.categories)} (fix: spell a class as listed)")
         self.distractors = None
         self.all_assets = self.library  # objects + distractors: what physics and rendering see
         if _has_distractors(cfg):

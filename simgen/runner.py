@@ -6,24 +6,25 @@ the engine, the number of workers, shards or interruptions."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from . import dataset
 from .config import output_fingerprint, to_yaml
+from .dataset import CONFIG_FILE, RUN_FILE, SUMMARY_FILE, WORK_DIR, CorruptPart, RunLock, read_part
 from .errors import OutputError, SimGenError
 from .io import atomic_write_bytes, atomic_write_json, os_error_reason
 from .pipeline import STAGES, Pipeline, part_path
+from .writers.coco import ANNOTATIONS_FILE
 
-WORK_DIR = ".simgen"
-RUN_FILE = "run.json"
-OWNED = ("images", "masks", "depth", "annotations.json", "annotations_train.json", "annotations_val.json",
-         "annotations_test.json", "yolo", "voc", "config.yaml", "run_summary.json", WORK_DIR)
-
+log = logging.getLogger("simgen")
 
 @dataclass
 class Summary:
@@ -65,59 +66,86 @@ def _diff_keys(a, b, prefix="") -> List[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def prepare_output(cfg, categories: Optional[List[str]] = None) -> str:
-    """Create/check output_dir; refuse to mix configs unless overwrite. Returns the parts dir."""
+def prepare_output(cfg, categories: Optional[List[str]] = None, lock: Optional[RunLock] = None) -> str:
+    """Create/check output_dir and take the run's lock (``lock``); refuse to mix configs
+    unless overwrite, and to overwrite a folder that is not simgen's. Returns the parts dir."""
     out = os.path.abspath(str(cfg.output_dir))
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".simgen-write-test-{os.getpid()}")
-        with open(probe, "wb"):
+        with tempfile.TemporaryFile(dir=out):  # (nameless: nothing is left if this process dies)
             pass
-        os.unlink(probe)
     except OSError as exc:
         raise OutputError(f"cannot write to output_dir '{cfg.output_dir}' ({exc.strerror or exc}); "
                           f"fix: choose a writable folder, e.g. output_dir=out/mydata") from None
+    ours = dataset.is_simgen_folder(out)
+    if not ours and not dataset.is_empty(out):
+        why = ("so overwrite=true will not delete anything in it; fix: choose an empty or new output_dir, or "
+               "move its files away yourself") if cfg.overwrite else "fix: choose an empty or new output_dir"
+        raise OutputError(f"output_dir '{cfg.output_dir}' is not empty and has no simgen records "
+                          f"({WORK_DIR}/{RUN_FILE}); {why}")
+    if lock is not None:
+        lock.acquire()  # from here on no other run writes into these images
     fp = output_fingerprint(cfg)
-    run_path = os.path.join(out, WORK_DIR, RUN_FILE)
-    stored = None
-    if os.path.isfile(run_path):
-        try:
-            stored = json.load(open(run_path, encoding="utf-8"))["config"]
-        except (OSError, ValueError, KeyError):
-            stored = {"unreadable": True}
-    entries = [e for e in os.listdir(out) if not e.startswith(".simgen-write-test")]
+    stored, rewrite = _stored_fingerprint(cfg, out, fp)
     if stored is not None and stored != fp:
         if not cfg.overwrite:
             keys = _diff_keys(stored, fp)[:4]
             raise OutputError(f"output_dir '{cfg.output_dir}' holds a dataset made with a different config "
                               f"(differs in: {', '.join(keys)}); fix: overwrite=true to replace it, or "
                               f"another output_dir")
-        _clean(out)
-    elif stored is None and entries:
-        if not cfg.overwrite:
-            raise OutputError(f"output_dir '{cfg.output_dir}' is not empty and holds no simgen run; "
-                              f"fix: choose an empty or new folder, or overwrite=true (removes only "
-                              f"simgen's own files there)")
-        _clean(out)
+        dataset.clean(out, str(cfg.output_dir))
+        rewrite = True
+    run_path = dataset.work_path(out, RUN_FILE)
     parts = os.path.join(out, WORK_DIR, "parts")
-    for d in ("images", "masks", "depth", parts):
+    for d in (*dataset.IMAGE_DIRS, parts):
+        if os.path.islink(os.path.join(out, d)):
+            raise OutputError(f"'{os.path.join(str(cfg.output_dir), d)}' is a symbolic link; simgen writes into "
+                              f"real folders only (fix: replace the link by a folder, or choose another output_dir)")
         os.makedirs(os.path.join(out, d), exist_ok=True)
-    if stored != fp:
+    if rewrite:
         from . import __version__
 
         atomic_write_json(run_path, {"simgen_version": __version__, "config": fp, "categories": categories},
                           indent=1)
-        atomic_write_bytes(os.path.join(out, "config.yaml"), to_yaml(cfg).encode("utf-8"))
+        dataset.claim(out, [WORK_DIR, *dataset.IMAGE_DIRS, CONFIG_FILE], check=False)  # new, or cleaned above
+        atomic_write_bytes(os.path.join(out, CONFIG_FILE), to_yaml(cfg).encode("utf-8"))
     return parts
 
 
-def _clean(out: str) -> None:
-    for name in OWNED:
-        p = os.path.join(out, name)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        elif os.path.exists(p):
-            os.unlink(p)
+def _stored_fingerprint(cfg, out: str, fp: dict):
+    """(the output fingerprint run.json records or None for a new folder, whether to write
+    run.json anew). A corrupt run.json is rebuilt when the saved config.yaml shows the folder
+    was made with this very config (nothing is lost: it holds only that and the category
+    list); otherwise it is an error that says how to recover without losing images."""
+    from omegaconf import OmegaConf
+
+    run_path = dataset.work_path(out, RUN_FILE)
+    parts = os.path.join(out, WORK_DIR, "parts")
+    if not os.path.isfile(run_path):
+        if os.path.isdir(parts) and os.listdir(parts) and not cfg.overwrite:
+            raise OutputError(f"output_dir '{cfg.output_dir}' holds images but no {WORK_DIR}/{RUN_FILE} that says "
+                              f"which config made them; fix: overwrite=true to replace them, or another output_dir")
+        return ({"unknown": True} if os.path.isdir(parts) and os.listdir(parts) else None), True
+    try:
+        with open(run_path, encoding="utf-8") as f:
+            stored = json.load(f)["config"]
+        if isinstance(stored, dict):
+            return stored, False
+        why = "no config in it"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = f"{type(exc).__name__}: {exc}"[:100]
+    if cfg.overwrite:
+        return {"corrupt": why}, True  # the folder is simgen's; its record is replaced with it
+    try:
+        saved = output_fingerprint(OmegaConf.load(os.path.join(out, CONFIG_FILE)))
+    except Exception:  # noqa: BLE001 - whatever makes config.yaml unreadable: it proves nothing
+        saved = None
+    if saved == fp:
+        log.warning("%s was corrupt (%s); rebuilt from config.yaml, which matches this config", run_path, why)
+        return fp, True
+    raise OutputError(f"{run_path} is corrupt ({why}); its images are kept. fix: run the command that made "
+                      f"them again (its config is in {os.path.join(out, CONFIG_FILE)}) to rebuild the record and "
+                      f"resume, or overwrite=true to replace the dataset")
 
 
 def run(cfg) -> Summary:
@@ -130,17 +158,30 @@ def run(cfg) -> Summary:
     out = os.path.abspath(str(cfg.output_dir))
     n = int(cfg.num_images)
     mine = engines.shard_range(n, int(cfg.shards.count), cfg.shards.index)
-    helpers = None  # local helper processes start first: their start-up overlaps this one's
-    if cfg.engine == "local":
-        helpers = engines.Helpers.start(cfg, out, os.path.join(out, WORK_DIR, "parts"), workers, len(mine.indices))
+    shard = None if cfg.shards.index is None else (int(cfg.shards.index), int(cfg.shards.count))
+    lock = RunLock(out, str(cfg.output_dir), shard)  # taken by prepare_output, held to the end
     try:
-        return _run(cfg, workers, out, n, mine, helpers)
+        for attempt in range(2):
+            helpers = None  # local helper processes start first: their start-up overlaps this one's
+            if cfg.engine == "local":
+                helpers = engines.Helpers.start(cfg, out, os.path.join(out, WORK_DIR, "parts"), workers,
+                                                len(mine.indices))
+            try:
+                return _run(cfg, workers, out, n, mine, helpers, lock)
+            except CorruptPart as exc:  # found by the merge: those images are unfinished, make them again
+                if attempt:
+                    raise
+                bad = dataset.discard_corrupt_parts(os.path.join(out, WORK_DIR, "parts"), n)
+                log.warning("%d corrupt part record(s) (the first: %s); making those images again", len(bad),
+                            exc.path)
+            finally:
+                if helpers is not None:
+                    helpers.discard()  # (run_local takes them over: nothing left to end unless it failed before)
     finally:
-        if helpers is not None:
-            helpers.discard()  # (run_local takes them over: nothing left to end unless it failed before)
+        lock.release()
 
 
-def _run(cfg, workers: int, out: str, n: int, mine, helpers) -> Summary:
+def _run(cfg, workers: int, out: str, n: int, mine, helpers, lock: RunLock) -> Summary:
     from . import engines
     from .assets import AssetLibrary
 
@@ -156,7 +197,7 @@ def _run(cfg, workers: int, out: str, n: int, mine, helpers) -> Summary:
         else:
             with engines.worker_env(workers):  # this process makes images too: its GL context
                 pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
-        parts_dir = prepare_output(cfg, library.categories)
+        parts_dir = prepare_output(cfg, library.categories, lock)
     except BaseException:
         if pipe is not None:
             pipe.close()
@@ -165,7 +206,7 @@ def _run(cfg, workers: int, out: str, n: int, mine, helpers) -> Summary:
     todo = engines.missing_indices(parts_dir, mine.indices)
     made, kept = len(todo), len(mine.indices) - len(todo)
     engines.discard_stale_temps(out, parts_dir, todo)  # a killed run's half-written files, if any
-    ann_path = os.path.join(out, "annotations.json")
+    ann_path = os.path.join(out, ANNOTATIONS_FILE)
     if todo and os.path.exists(ann_path):
         os.unlink(ann_path)  # stale: the dataset is incomplete until the merge below
     stage = Counter()
@@ -239,6 +280,7 @@ def finalize(out: str, extra: Optional[dict] = None) -> "Summary":
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            dataset.discard_top_temps(out)  # of a merge that failed (a full disk) or was killed
             return _finalize_locked(out, cfg, categories, n, parts_dir, extra)
         except OSError as exc:
             raise OutputError(f"cannot write the dataset files in '{out}': {os_error_reason(exc)}; every image is kept "
@@ -291,9 +333,10 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
     from .config import effective_workers
 
     processes = effective_workers(cfg) if n >= PARALLEL_FINALIZE else 1
+    dataset.claim(out, [ANNOTATIONS_FILE, *coco.SPLIT_FILES, SUMMARY_FILE, *(e.folder for e in exporters)])
     coco.write(out, coco.Coco.from_parts(paths, categories, info, polygons=bool(cfg.coco.polygons),
                                          processes=processes), observe, exporters, plain)
-    atomic_write_json(os.path.join(out, "run_summary.json"), {
+    atomic_write_json(os.path.join(out, SUMMARY_FILE), {
         "images": n, **(extra or {}), "instances": dict(sorted(instances.items())),
         "not_settled": not_settled, "resampled_scenes": resampled}, indent=1)
     return Summary(output_dir=out, num_images=n, made=0, resumed=n, seconds=0.0, instances=dict(instances),
@@ -372,7 +415,7 @@ def _link_image(source: str, index: int, target: str, link) -> None:
     """Image ``index``'s files from folder ``source`` into folder ``target``, its part record
     last: the image is whole once that is there."""
     part_file = part_path(os.path.join(source, WORK_DIR, "parts"), index)
-    img = json.load(open(part_file, encoding="utf-8"))["image"]
+    img = read_part(part_file, index)["image"]
     for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file")):
         if rel:
             link(os.path.join(source, rel), os.path.join(target, rel))

@@ -18,12 +18,39 @@ def validate_dataset(path: str, max_problems: int = 200, processes: int = 1) -> 
     ``annotations.json`` is read as a stream (memory does not grow with the dataset; a file
     another tool reordered is loaded whole instead), and with ``processes`` > 1 the images
     are checked (PNGs decoded, every RLE compared with the mask) in that many processes."""
-    from .writers.coco import ANNOTATIONS_FILE, Coco, OutOfOrder, by_image, missing_annotations
-    from .writers.coco import not_coco as not_coco_error
+    from .writers.coco import ANNOTATIONS_FILE, missing_annotations
 
     ann_path = os.path.join(path, ANNOTATIONS_FILE)
     if not os.path.isfile(ann_path):
         return [missing_annotations(ann_path)]
+    stale = stale_outputs(path)
+    return stale + _validate_coco(path, max_problems - len(stale), processes)
+
+
+def stale_outputs(path: str) -> List[str]:
+    """Outputs simgen wrote into ``path`` for an earlier run of another config (older than
+    the run record the folder's images belong to): an export folder or report that no longer
+    describes the dataset."""
+    from .dataset import IMAGE_DIRS, OUTPUTS, RUN_FILE, owned, work_path
+
+    try:
+        since = os.stat(work_path(path, RUN_FILE)).st_mtime
+    except OSError:
+        return []
+    out = []
+    for name in owned(path):
+        full = os.path.join(path, name)
+        if name in OUTPUTS and name not in IMAGE_DIRS and os.path.isdir(full) and os.stat(full).st_mtime < since:
+            out.append(f"{name}/ is older than this dataset's run record: written for another config "
+                       f"(fix: delete it, or run the command that writes it again)")
+    return out
+
+
+def _validate_coco(path: str, max_problems: int, processes: int) -> List[str]:
+    from .writers.coco import ANNOTATIONS_FILE, Coco, OutOfOrder, by_image
+    from .writers.coco import not_coco as not_coco_error
+
+    ann_path = os.path.join(path, ANNOTATIONS_FILE)
 
     def not_coco(exc):
         return [str(not_coco_error(ann_path, exc, "point simgen validate at a dataset folder that simgen wrote"))]

@@ -13,6 +13,8 @@ import importlib
 import pkgutil
 from typing import Dict, List
 
+from ..dataset import register_output
+
 # name -> Exporter subclass: cls(dataset_dir, coco categories, options)
 EXPORTERS: Dict[str, type] = {}
 
@@ -20,6 +22,7 @@ EXPORTERS: Dict[str, type] = {}
 def register(name: str):
     def wrap(cls):
         EXPORTERS[name] = cls
+        register_output(cls.folder, f"the {name} format (formats=[...] or simgen export)")
         return cls
 
     return wrap

@@ -6,11 +6,12 @@ from typing import Dict
 
 import numpy as np
 
+from ..dataset import IMAGE_DIRS
 from ..io import encode_png
 from ..spec import Frame
 
 DEPTH_SCALE = 0.001  # metres per depth PNG unit
-SUBDIRS = ("images", "masks", "depth")
+SUBDIRS = IMAGE_DIRS
 
 
 def depth_to_u16(depth: np.ndarray) -> np.ndarray:

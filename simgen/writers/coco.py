@@ -18,9 +18,12 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
+from ..dataset import read_part, register_output
 from ..io import AtomicFile
+from .common import SPLITS
 
-ANNOTATIONS_FILE = "annotations.json"
+ANNOTATIONS_FILE = register_output("annotations.json", "every run (COCO)")
+SPLIT_FILES = tuple(register_output(f"annotations_{s}.json", "every run (COCO)") for s in SPLITS)
 
 
 def _r(a, nd=6):
@@ -462,8 +465,7 @@ def open_index(dataset: str, fix: str = "give the folder of a finished simgen da
 
 def _from_part(path: str, cat_ids: Dict[str, int], polygons: bool) -> Tuple[dict, List[dict]]:
     """One part file as its COCO image record and annotations (their ``id`` set to 0)."""
-    with open(path, encoding="utf-8") as f:
-        part = json.load(f)
+    part = read_part(path)
     img = dict(part["image"])
     img["id"] = img["index"] + 1
     anns = []
@@ -591,7 +593,7 @@ def write(output_dir: str, ds: Coco, observe: Optional[Callable[[dict, List[dict
         for e in exporters:
             e.end()
         several = len(splits) > 1
-        for name in ("train", "val", "test"):
+        for name in SPLITS:
             if several and name in splits:
                 splits.pop(name).commit()
             elif os.path.exists(os.path.join(output_dir, f"annotations_{name}.json")):
