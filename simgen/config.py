@@ -11,7 +11,9 @@ Numeric values take a constant or a distribution (``simgen.distributions``): ``3
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -203,7 +205,7 @@ class AnnotateConfig:
 
 @dataclass
 class SplitsConfig:
-    train: float = 1.0  # fractions (normalised); each image's split is drawn from (seed, index)
+    train: float = 1.0  # fractions in [0, 1] summing to 1; each image's split is drawn from (seed, index)
     val: float = 0.0
     test: float = 0.0
 
@@ -345,6 +347,10 @@ def compose(overrides: Optional[List[str]] = None):
                 with open_dict(cfg):
                     OmegaConf.update(cfg, key, value, merge=False)
         fill_defaults(cfg)
+        unknown = _keys_outside_schema(cfg)
+        if unknown:
+            raise ConfigError(f"unknown config key '{unknown[0]}' (an added '+' key is not in simgen's schema and "
+                              f"would be ignored; fix: check the spelling; `simgen --cfg` prints every key)")
     except ConfigError:
         raise
     except Exception as exc:  # Hydra/OmegaConf raise many types; translate all of them.
@@ -362,6 +368,24 @@ def compose(overrides: Optional[List[str]] = None):
 _MISSING = object()
 CONFIG_GROUPS = ("scene", "edge_cases")  # Hydra groups: their overrides pick files
 _TEMP_ROOTS: List[str] = []  # private scene folders made for this compose() call
+
+
+def _keys_outside_schema(cfg, prefix: str = "") -> List[str]:
+    """Keys of ``cfg`` that its typed schema does not declare (Hydra's ``+key=value`` adds
+    them even to a typed node); free-form mappings (edge_cases, class_weights) take any key."""
+    from omegaconf import DictConfig
+
+    out = []
+    schema = cfg._metadata.object_type
+    declared = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    for key in cfg.keys():
+        if declared is not None and key not in declared:
+            out.append(f"{prefix}{key}")
+            continue
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            out += _keys_outside_schema(child, f"{prefix}{key}.")
+    return out
 
 
 def _open_parent(cfg, key: str) -> bool:
@@ -465,6 +489,16 @@ def _explain_hydra_error(exc: Exception, overrides: List[str]) -> str:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     name = type(exc).__name__
+    cause = str(exc.__cause__ or "")
+    wrong = re.match(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", cause)
+    if first.startswith("Error merging override ") and wrong:  # a value of the wrong type
+        override = first[len("Error merging override "):]
+        key, given = override.split("=", 1) if "=" in override else (override, wrong.group(1))
+        want = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}.get(
+            wrong.group(3), wrong.group(3))
+        example = {"Integer": "100", "Float": "0.5", "Boolean": "true"}.get(wrong.group(3), "...")
+        return (f"{key.lstrip('+')} must be {want}, got '{given}' (fix: {key.lstrip('+')}={example}, written "
+                f"without exponent or units; `simgen --cfg` prints every key with its value)")
     if "Could not find 'edge_cases/" in text:
         wanted = text.split("edge_cases/")[1].split("'")[0]
         return (f"unknown edge_cases preset '{wanted}'; available: {', '.join(_available_presets())} "
@@ -509,6 +543,7 @@ def _full_key(text: str) -> Optional[str]:
 def validate(cfg) -> None:
     """Check values a type system cannot: ranges, signs, known names. Raise ConfigError."""
     from .distributions import check_choice, check_range
+    from .distributions import parse as dist_parse
 
     def need(cond: bool, msg: str) -> None:
         if not cond:
@@ -568,7 +603,9 @@ def validate(cfg) -> None:
     need(0 < cam.znear < cam.zfar, f"camera.znear/zfar must satisfy 0 < znear < zfar, got "
          f"{cam.znear}, {cam.zfar}")
     ob = cfg.objects
-    check_range("objects.count", ob.count, low=0, high=255, integer=True)
+    count = check_range("objects.count", ob.count, low=0, high=255, integer=True)
+    need(count.support[1] >= 1, f"objects.count={ob.count} puts no labeled object in any image (fix: "
+         f"objects.count=[1,10]; a range from 0, e.g. [0,5], also makes some images without objects)")
     check_range("objects.scale", ob.scale, low=1e-4)
     check_range("objects.drop_height", ob.drop_height, low=0.0)
     need(ob.spawn_radius >= 0, "objects.spawn_radius must be >= 0")
@@ -659,9 +696,14 @@ def validate(cfg) -> None:
     effects.validate(cfg)
     bad = [f for f in cfg.formats if f not in FORMATS]
     need(not bad, f"unknown format(s) {bad}; known: {', '.join(FORMATS)} (fix: formats=[coco,yolo])")
+    need("bop" not in cfg.formats or ob.placement == "fixed" or dist_parse("objects.scale", ob.scale).support == (1, 1),
+         f"formats with bop need objects.scale=1 (BOP models have one fixed size), got objects.scale="
+         f"{ob.scale} (fix: objects.scale=1, or formats without bop)")
     sp = cfg.splits
-    need(min(sp.train, sp.val, sp.test) >= 0 and sp.train + sp.val + sp.test > 0,
-         "splits.train/val/test must be >= 0 with a positive sum (fix: splits.train=0.8 splits.val=0.2)")
+    total = sp.train + sp.val + sp.test
+    need(min(sp.train, sp.val, sp.test) >= 0 and max(sp.train, sp.val, sp.test) <= 1 and abs(total - 1) < 1e-6,
+         f"splits.train/val/test are fractions in [0, 1] that sum to 1, got {sp.train:g}/{sp.val:g}/{sp.test:g} "
+         f"(sum {total:g}; fix: e.g. splits.train=0.8 splits.val=0.2)")
     an = cfg.annotate
     need(an.min_visible_pixels >= 1, "annotate.min_visible_pixels must be >= 1")
     need(0 <= an.min_visibility <= 1, "annotate.min_visibility must be in [0, 1]")

@@ -38,6 +38,14 @@ def test_overrides_win_over_scene():
     ("ray.max_pending=-1", "ray.max_pending must be >= 0"),
     ("camera.views_per_scene=0", "camera.views_per_scene must be an integer >= 1"),
     ("camera.views_per_scene=two", "camera.views_per_scene"),
+    ("+no_such_key=1", "unknown config key 'no_such_key'"),
+    ("+camera.lens=3", "unknown config key 'camera.lens'"),
+    ("splits.train=1.5", "fractions in [0, 1] that sum to 1"),
+    ("splits.val=0.2", "sum 1.2"),
+    ("objects.count=0", "objects.count=0 puts no labeled object"),
+    ("num_images=1e9", "num_images must be a whole number, got '1e9' (fix: num_images=100"),
+    ("camera.width=wide", "camera.width must be a whole number, got 'wide'"),
+    ("formats=[coco,bop]", "formats with bop need objects.scale=1"),
 ])
 def test_bad_values_are_one_line_errors(override, needle):
     with pytest.raises(ConfigError) as info:

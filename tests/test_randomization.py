@@ -5,6 +5,7 @@ import pytest
 
 from simgen.assets import AssetLibrary
 from simgen.config import compose
+from simgen.errors import ConfigError
 from simgen.pipeline import Pipeline
 from simgen.scenes import object_count, objects_in_view, sample_scene
 from simgen.textures import kelvin_to_rgb
@@ -150,6 +151,11 @@ def test_class_weights():
     assert 0.35 < share < 0.55  # 10 / (10 + 12 others) = 0.45
     cfg = compose(["objects.class_weights={cube:0.0}", "objects.count=10"])
     assert all(o.category != "cube" for i in range(30) for o in sample_scene(cfg, LIB, 0, i).objects)
+
+
+def test_class_weights_naming_no_class_is_an_error_listing_the_classes():
+    with pytest.raises(ConfigError, match=r"objects.class_weights names dcuk, which no asset has; classes: .*duck"):
+        Pipeline(compose(["objects.class_weights={dcuk:5}"]))
 
 
 def test_distractors_are_unlabeled_and_separate():
