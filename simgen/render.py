@@ -85,7 +85,8 @@ def _keyed_node_class(pyrender):
     pyrender keeps nodes in sets and iterates them to order lights in shader arrays (and
     meshes before a stable depth sort). With address hashes that order, and so the float
     summation order of the lighting, differs between processes: image bytes would depend
-    on the worker. Small distinct integer keys make set iteration order reproducible.
+    on the worker. Small distinct integer keys make set iteration order reproducible for
+    the same history of additions and removals (see _set_lights for the light sets).
     """
 
     class KeyedNode(pyrender.Node):
@@ -651,6 +652,16 @@ class PyrenderRenderer:
         for n in self._light_nodes:
             self._scene.remove_node(n)
         self._light_nodes = []
+        # pyrender gives lights their shader array slots in the iteration order of its light
+        # node sets. A set's order depends on its history, not only on the keys: the slots
+        # of removed entries stay taken until it is rebuilt (spot lights 0, 1 come out as
+        # 1, 0 in the third scene in a row with two), so the shader summed the lights in
+        # another order and RGB moved by 1 in a few pixels with what the process had
+        # rendered before. Fresh (empty) sets each scene: the order is a function of this
+        # scene's lights alone.
+        sc = self._scene
+        assert not (sc._point_light_nodes or sc._spot_light_nodes or sc._directional_light_nodes)
+        sc._point_light_nodes, sc._spot_light_nodes, sc._directional_light_nodes = set(), set(), set()
         self._unshadowed = set()
         used = {"directional": 0, "point": 0, "spot": 0}
         for ls in scene.lights:
