@@ -449,7 +449,15 @@ def _load_trimesh(asset: Asset, path: str, what: str):
     if (not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0
             or not np.all(np.isfinite(loaded.vertices))):
         raise AssetError(f"asset '{asset.name}': {what} file '{path}' is empty or corrupt (no "
-                         f"valid triangles); replace the file or remove the asset")
+                         f"valid triangles, or vertices that are NaN or infinite); replace the file or "
+                         f"remove the asset")
+    v = np.asarray(loaded.vertices, np.float64)
+    v = v[:: max(1, len(v) // 20000)] - v.mean(axis=0)  # (a sample is enough to see a volume)
+    sv = np.linalg.svd(v, compute_uv=False) if len(v) >= 4 else np.zeros(3)
+    if len(sv) < 3 or sv[2] <= 1e-9 * max(sv[0], 1e-300):
+        raise AssetError(f"asset '{asset.name}': {what} file '{path}' is flat (every vertex lies in one plane "
+                         f"or on a line), so it has no volume to collide or rest with; give the mesh a "
+                         f"thickness, or remove the asset")
     return loaded
 
 

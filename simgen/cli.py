@@ -112,7 +112,15 @@ def _preview(args: List[str]) -> int:
     from .dataset import PREVIEW_FILE, claim_path
     from .preview import contact_sheet
 
-    idx = [int(v) for v in a.indices.split(",")] if a.indices else None
+    if a.n < 1:
+        raise SimGenError(f"--n must be >= 1, got {a.n} (fix: --n 16)")
+    try:
+        idx = [int(v) for v in a.indices.split(",") if v.strip()] if a.indices else None
+    except ValueError:
+        raise SimGenError(f"--indices takes image indices separated by commas, got {a.indices!r} "
+                          f"(fix: --indices 0,5,12)") from None
+    if idx is not None and (not idx or min(idx) < 0):
+        raise SimGenError(f"--indices takes image indices >= 0, got {a.indices!r} (fix: --indices 0,5,12)")
     sheet = contact_sheet(a.dataset, a.n, idx, a.seed, a.amodal, a.depth, a.instances, a.cols)
     out = a.out or os.path.join(a.dataset, PREVIEW_FILE)
     claim_path(a.dataset, out)
@@ -154,7 +162,9 @@ def _multirun(args: List[str]) -> int:
         try:
             jobs = int(args[1])
         except ValueError:
-            raise ConfigError(f"--jobs takes a number, got {args[1]!r}") from None
+            jobs = 0
+        if jobs < 1:
+            raise ConfigError(f"--jobs takes a whole number >= 1, got {args[1]!r} (fix: --jobs 2)")
         args = args[2:]
     from .sweep import run_sweep
 

@@ -440,7 +440,11 @@ def _user_scene(path: str) -> List[str]:
     import yaml
 
     try:
-        data = yaml.safe_load(open(full, encoding="utf-8"))
+        with open(full, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (UnicodeDecodeError, yaml.reader.ReaderError):
+        raise ConfigError(f"scene file '{path}' is not a text file (binary or not UTF-8); fix: give a YAML "
+                          f"scene file (see scenes/*.yaml for examples)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"scene file '{path}' is not valid YAML ({str(exc).splitlines()[0]}); fix the "
                           f"file (see scenes/*.yaml for examples)") from None
@@ -511,6 +515,11 @@ def _explain_hydra_error(exc: Exception, overrides: List[str]) -> str:
         key = first.split("'")[1]
         return (f"unknown config key '{key}' (fix: check the spelling; `simgen --cfg` prints "
                 f"every key)")
+    scene = re.match(r"In 'scene/([^']+)': ConfigKeyError", first)
+    if scene and "Key '" in text:
+        full = _full_key(text) or text.split("Key '")[1].split("'")[0]
+        return (f"unknown config key '{full}' in scene file '{scene.group(1)}' (fix: correct or remove it "
+                f"there; `simgen --cfg` prints every key)")
     if "Key '" in text and ("not in struct" in text or "is not in struct" in text):
         key = text.split("Key '")[1].split("'")[0]
         full = _full_key(text) or key

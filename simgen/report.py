@@ -311,6 +311,12 @@ def figures(stats: dict, real: Optional[dict] = None) -> Dict[str, str]:
     import matplotlib.pyplot as plt
 
     out = {}
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):  # class names are plain text
+        return _figures(plt, out, stats, real)
+
+
+def _figures(plt, out: dict, stats: dict, real: Optional[dict]) -> Dict[str, str]:
+    """The plots of :func:`figures`, drawn into ``out``."""
 
     def bars(title, data: dict, real_data: Optional[dict] = None, normalise=False):
         fig, ax = plt.subplots(figsize=(7, 3))

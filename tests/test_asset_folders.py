@@ -185,6 +185,24 @@ def test_broken_files_fail_or_are_skipped(folder, tmp_path):
     assert len(lib.names) == 3
 
 
+@pytest.mark.parametrize("name,text,needle", [
+    ("flat", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "is flat"),
+    ("coplanar", "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nf 1 2 3\nf 2 4 3\n", "is flat"),
+    ("nan", "v nan 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 inf\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n", "NaN or infinite"),
+])
+def test_degenerate_meshes_fail_in_one_line_or_are_skipped(tmp_path, name, text, needle):
+    """A one-triangle, coplanar or non-finite mesh is an AssetError naming the file (not a
+    QhullError from the convex hull), and assets.on_error=skip skips it."""
+    (tmp_path / f"{name}.obj").write_text(text)
+    (tmp_path / "tet.obj").write_text("v 0 0 0\nv 0.1 0 0\nv 0 0.1 0\nv 0 0 0.1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+    with pytest.raises(AssetError, match=f"{name}.obj' .*{needle}"):
+        AssetLibrary.from_sets([str(tmp_path)]).validate()
+    with pytest.warns(UserWarning, match="skipping"):
+        lib = AssetLibrary.from_sets([str(tmp_path)], on_error="skip")
+    lib.validate()
+    assert [lib.assets[n].category for n in lib.names] == ["tet"]
+
+
 def test_empty_folder_and_unit_guess(tmp_path):
     (tmp_path / "x.txt").write_text("no meshes")
     with pytest.raises(AssetError, match="holds no meshes"):

@@ -181,6 +181,21 @@ def test_resume_after_kill_is_byte_identical(reference, tmp_path):
     assert not leftovers
 
 
+def test_bad_scene_files_and_sweep_jobs_are_one_line_errors(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)) * 2)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("# @package _global_\nobjects:\n  cuont: 4\n")
+    out = str(tmp_path / "o")
+    _assert_clean_failure(run_cli(f"scene={binary}", f"output_dir={out}"), out, "is not a text file")
+    _assert_clean_failure(run_cli(f"scene={typo}", f"output_dir={out}"), out,
+                          "unknown config key 'objects.cuont' in scene file 'typo'")
+    for jobs in ("0", "-2", "x"):
+        _assert_clean_failure(run_cli("-m", "--jobs", jobs, "seed=1,2", f"output_dir={out}"), out,
+                              "--jobs takes a whole number >= 1")
+    assert not os.path.exists(out)
+
+
 def _assert_clean_failure(r, out, needle):
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()

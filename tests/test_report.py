@@ -118,6 +118,26 @@ def test_truncated_annotations_are_one_line_errors_for_report_and_preview(tmp_pa
     assert not os.path.exists(os.path.join(d, "report")) and not os.path.exists(out)
 
 
+def test_class_names_are_drawn_as_plain_text_not_mathtext(tmp_path):
+    d = build(str(tmp_path / "tex"), [(noise(1), [("$\\nosuchcmd{x$", 10, 10, 20, 30, 1.0, 0.0),
+                                                  ("$\\frac{a}{b}$", 60, 50, 30, 30, 1.0, 0.0)], OK)],
+              categories=("$\\nosuchcmd{x$", "$\\frac{a}{b}$"))
+    r = run_cli("report", d)
+    assert r.returncode == 0, r.stderr
+    assert "$\\frac{a}{b}$" in json.load(open(os.path.join(d, "report", "report.json")))["statistics"]["classes"]
+
+
+@pytest.mark.parametrize("args,needle", [(("--n", "0"), "--n must be >= 1"), (("--n", "-3"), "--n must be >= 1"),
+                                         (("--indices", "a,b"), "--indices takes image indices"),
+                                         (("--indices", "-1"), "--indices takes image indices >= 0")])
+def test_preview_bad_arguments_are_one_line_errors(tmp_path, args, needle):
+    d = clean(tmp_path)
+    r = run_cli("preview", d, *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(d, "preview.png"))
+
+
 def test_quality_flags_silent_on_a_clean_dataset(tmp_path):
     assert all(not v for v in quality_flags(clean(tmp_path)).values())
 
