@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import AssetError, ConfigError
 
-PRIMITIVES = ("box", "sphere", "cylinder", "cone", "capsule")
+PRIMITIVES = ("box", "sphere", "cylinder", "cone", "capsule", "torus", "prism", "rock")
+PRIMITIVE_PARAMS = ("extents", "radius", "height", "major_radius", "minor_radius", "sides", "seed")
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off", ".dae")
 DECOMPOSITION_VERSION = "vhacd-r50k-c0.0025-v64"  # part of the cache key: change with the settings
 
@@ -136,7 +137,7 @@ def load_manifest(spec: str, units: str = "auto", on_error: str = "fail") -> Lis
             if prim not in PRIMITIVES:
                 raise AssetError(f"{where}: unknown primitive '{prim}' (use one of {', '.join(PRIMITIVES)})")
             params = tuple(sorted((k, tuple(entry[k]) if isinstance(entry[k], list) else entry[k])
-                                  for k in ("extents", "radius", "height") if k in entry))
+                                  for k in PRIMITIVE_PARAMS if k in entry))
             out.append(Asset(name, category, set_name, primitive=prim, params=params, mass=mass,
                              friction=friction))
         elif "mesh" in entry:
@@ -378,6 +379,15 @@ class AssetLibrary:
         return cls.from_sets(list(cfg[which].asset_sets), units=str(cfg.assets.units),
                              on_error=str(cfg.assets.on_error))
 
+    def shared_shapes(self, other: "AssetLibrary") -> List[str]:
+        """Names of ``other``'s assets whose shape (mesh file and scale, or primitive and its
+        parameters) is also one of this library's: a distractor that looks like a class."""
+        def shape(a: Asset):
+            return (a.primitive, a.params, a.mesh_path, a.scale)
+
+        mine = {shape(a) for a in self.assets.values()}
+        return sorted(n for n, a in other.assets.items() if shape(a) in mine)
+
     def merged(self, other: "AssetLibrary") -> "AssetLibrary":
         """Both libraries' assets (a name in both must be the same asset); categories of self."""
         out = AssetLibrary([self.assets[n] for n in self.names] +
@@ -479,9 +489,23 @@ def _visual_mesh(asset: Asset):
                 m = trimesh.creation.cone(radius=float(p.get("radius", 0.04)),
                                           height=float(p.get("height", 0.1)), sections=32)
                 m.apply_translation([0, 0, -m.center_mass[2]])  # centre of mass at the origin
-            else:  # capsule: height is the distance between the two sphere centres
+            elif asset.primitive == "capsule":  # height: the distance between the two sphere centres
                 m = trimesh.creation.capsule(height=float(p.get("height", 0.08)),
                                              radius=float(p.get("radius", 0.03)), count=[24, 24])
+                m.apply_translation(-m.bounds.mean(axis=0))
+            elif asset.primitive == "torus":
+                m = trimesh.creation.torus(major_radius=float(p.get("major_radius", 0.04)),
+                                           minor_radius=float(p.get("minor_radius", 0.012)),
+                                           major_sections=48, minor_sections=16)
+            elif asset.primitive == "prism":  # a regular n-sided prism
+                m = trimesh.creation.cylinder(radius=float(p.get("radius", 0.03)), height=float(p.get("height", 0.08)),
+                                              sections=int(p.get("sides", 6)))
+            else:  # rock: the convex hull of points on a sphere pushed in and out (seeded: the same shape)
+                rng = np.random.default_rng(int(p.get("seed", 0)))
+                d = rng.normal(size=(40, 3))
+                d *= (float(p.get("radius", 0.04)) * rng.uniform(0.55, 1.0, (40, 1))
+                      / np.linalg.norm(d, axis=1, keepdims=True))
+                m = trimesh.Trimesh(d).convex_hull
                 m.apply_translation(-m.bounds.mean(axis=0))
         except Exception as exc:
             raise AssetError(f"asset '{asset.name}': bad primitive parameters {p}: {exc}") from None

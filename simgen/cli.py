@@ -34,7 +34,7 @@ def _validate(args: List[str]) -> int:
     import argparse
 
     from .config import usable_cores
-    from .validate import validate_dataset
+    from .validate import validate_dataset, warnings
 
     ap = argparse.ArgumentParser(prog="simgen validate", description="Check a dataset on disk.")
     ap.add_argument("dataset")
@@ -45,6 +45,8 @@ def _validate(args: List[str]) -> int:
     if workers < 1:
         ap.error("--workers must be >= 1")
     problems = validate_dataset(a.dataset, processes=workers)
+    for w in warnings(a.dataset):
+        print(f"warning: {w}")
     for p in problems:
         print(f"problem: {p}")
     if problems:

@@ -84,8 +84,9 @@ class AssetsConfig:
 @dataclass
 class DistractorsConfig:
     count: Any = dist(0)  # unlabeled objects per image: they occlude and cast shadows, never labeled
-    asset_sets: List[str] = field(default_factory=lambda: ["primitives"])
+    asset_sets: List[str] = field(default_factory=lambda: ["clutter"])  # shapes no built-in class has
     scale: Any = dist([0.5, 1.5])
+    share_class_shapes: bool = False  # true: allow distractor assets that are also labeled classes
 
 
 @dataclass

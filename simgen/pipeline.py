@@ -70,6 +70,13 @@ class Pipeline:
         self.all_assets = self.library  # objects + distractors: what physics and rendering see
         if _has_distractors(cfg):
             self.distractors = AssetLibrary.from_config(cfg, "distractors")
+            shared = self.library.shared_shapes(self.distractors)
+            if shared and not cfg.distractors.share_class_shapes:
+                from .errors import ConfigError
+
+                raise ConfigError(f"distractor asset(s) {', '.join(shared[:4])} are also labeled classes: a detector "
+                                  f"would be punished for finding them unlabeled (fix: distractors.asset_sets=[clutter], "
+                                  f"or distractors.share_class_shapes=true if that is what you want)")
             self.all_assets = self.library.merged(self.distractors)
         self._physics = None
         self._renderer = None

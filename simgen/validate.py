@@ -27,6 +27,29 @@ def validate_dataset(path: str, max_problems: int = 200, processes: int = 1) -> 
     return stale + _validate_coco(path, max_problems - len(stale), processes)
 
 
+def warnings(path: str) -> List[str]:
+    """What is sound but likely a mistake, from the dataset's saved config: distractor
+    assets that are also labeled classes (even where distractors.share_class_shapes asked for it)."""
+    from omegaconf import OmegaConf
+
+    from .assets import AssetLibrary
+    from .dataset import CONFIG_FILE
+    from .errors import SimGenError
+
+    try:
+        cfg = OmegaConf.load(os.path.join(path, CONFIG_FILE))
+        count = cfg.distractors.count
+        if isinstance(count, (int, float)) and count == 0:
+            return []
+        asked = bool(cfg.distractors.get("share_class_shapes", False))
+        shared = AssetLibrary.from_config(cfg).shared_shapes(AssetLibrary.from_config(cfg, "distractors"))
+    except (OSError, ValueError, KeyError, AttributeError, SimGenError):
+        return []  # no saved config (another tool's dataset), or its assets are not here
+    how = "asked for with distractors.share_class_shapes=true" if asked else "fix: distractors.asset_sets=[clutter]"
+    return [f"distractor asset(s) {', '.join(shared[:6])} are also labeled classes: unlabeled instances of "
+            f"a class teach a detector to miss it ({how})"] if shared else []
+
+
 def stale_outputs(path: str) -> List[str]:
     """Outputs simgen wrote into ``path`` for an earlier run of another config (older than
     the run record the folder's images belong to): an export folder or report that no longer

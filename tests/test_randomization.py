@@ -158,6 +158,27 @@ def test_class_weights_naming_no_class_is_an_error_listing_the_classes():
         Pipeline(compose(["objects.class_weights={dcuk:5}"]))
 
 
+def test_default_distractors_share_no_shape_with_any_class():
+    """The built-in distractor set (clutter) has no asset whose shape is a labeled class of
+    the built-in sets; a distractor set that shares shapes is refused unless asked for."""
+    from simgen.assets import AssetLibrary
+
+    clutter = AssetLibrary.from_sets(["clutter"])
+    classes = AssetLibrary.from_sets(["primitives", "pybullet"])
+    assert classes.shared_shapes(clutter) == [] and len(clutter.names) >= 6
+    assert classes.shared_shapes(AssetLibrary.from_sets(["primitives"])) == sorted(
+        AssetLibrary.from_sets(["primitives"]).names)
+    for scene in ("tabletop", "flying", "bin", "shelf"):
+        pipe = Pipeline(compose([f"scene={scene}", "distractors.count=[1,3]"]))
+        assert set(pipe.distractors.names) == set(clutter.names)
+        dis = [o for i in range(3) for o in pipe.sample(i).objects if o.instance_id < 0]
+        assert dis and all(o.asset in clutter.names for o in dis)
+    with pytest.raises(ConfigError, match="are also labeled classes"):
+        Pipeline(compose(["distractors.count=2", "distractors.asset_sets=[primitives]"]))
+    Pipeline(compose(["distractors.count=2", "distractors.asset_sets=[primitives]",
+                      "distractors.share_class_shapes=true"]))
+
+
 def test_distractors_are_unlabeled_and_separate():
     pipe = Pipeline(compose(["distractors.count=4", "objects.count=5"]))
     sc = pipe.sample(0)

@@ -216,3 +216,16 @@ def test_validate_flags_an_export_folder_left_from_another_config(reference, tmp
     os.utime(os.path.join(d, "bop"), (t - 60, t - 60))
     r = run_cli("validate", d)
     assert r.returncode != 0 and "bop/ is older than this dataset's run record" in r.stdout
+
+
+def test_validate_warns_when_a_distractor_is_also_a_class(tmp_path):
+    d = str(tmp_path / "shared")
+    r = run_cli(*PLAIN, "num_images=2", f"output_dir={d}", "distractors.count=2",
+                "distractors.asset_sets=[primitives]", "distractors.share_class_shapes=true")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("validate", d)
+    assert r.returncode == 0 and "warning: distractor asset(s) brick, capsule" in r.stdout, r.stdout
+    d2 = str(tmp_path / "clutter")
+    assert run_cli(*PLAIN, "num_images=2", f"output_dir={d2}", "distractors.count=2").returncode == 0
+    r = run_cli("validate", d2)
+    assert r.returncode == 0 and "warning" not in r.stdout
