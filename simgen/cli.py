@@ -83,6 +83,10 @@ def _export(args: List[str]) -> int:
         folders = read_coco(path, lambda coco: export(a.dataset, coco, fmts, options))
     except (ValueError, KeyError) as exc:
         raise not_coco(path, exc, "point simgen export at a dataset folder that simgen wrote") from None
+    except FileNotFoundError as exc:
+        raise SimGenError(f"'{exc.filename}', named in {path}, is missing, so nothing was exported (fix: restore "
+                          f"it, or export a complete dataset; `simgen validate {a.dataset}` lists what is "
+                          f"missing)") from None
     except OSError as exc:
         raise OutputError(f"cannot write the export in '{a.dataset}' ({exc.filename or ''}: {os_error_reason(exc)}); "
                           f"no half-written export is left (fix: free space or fix permissions, then run "

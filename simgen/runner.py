@@ -22,6 +22,7 @@ from .dataset import CONFIG_FILE, RUN_FILE, SUMMARY_FILE, WORK_DIR, CorruptPart,
 from .errors import OutputError, SimGenError
 from .io import atomic_write_bytes, atomic_write_json, os_error_reason
 from .pipeline import STAGES, Pipeline, part_path
+from .textures import check_image_folders
 from .writers.coco import ANNOTATIONS_FILE
 
 log = logging.getLogger("simgen")
@@ -190,6 +191,7 @@ def _run(cfg, workers: int, out: str, n: int, mine, helpers, lock: RunLock) -> S
     try:
         library = AssetLibrary.from_config(cfg)
         library.validate()  # bad meshes fail here, before the output folder is touched
+        check_image_folders(cfg)  # and unreadable texture and background images
         pipe = Pipeline(cfg, library)
         pipe.all_assets.validate()  # distractor assets too (and concave meshes get decomposed once)
         if cfg.engine == "ray":  # the cluster's nodes render; this one only needs to reach Ray

@@ -196,6 +196,33 @@ def list_images(folder: str, what: str) -> Tuple[str, ...]:
     return files
 
 
+def check_image_folders(cfg) -> None:
+    """Open the header of every image in the config's image folders (texture_dir,
+    background.image_dir) before the first image: an empty, truncated-to-nothing or
+    non-image file is an AssetError naming it, not a failure when a camera first sees it."""
+    from PIL import Image
+
+    from .errors import AssetError
+
+    for key, folder in (("materials.texture_dir", cfg.materials.texture_dir),
+                        ("background.image_dir", cfg.background.image_dir)):
+        if not folder:
+            continue
+        files = list_images(str(folder), key)
+        bad = []
+        for path in files:
+            try:
+                with Image.open(path) as im:
+                    ok = im.size[0] > 0 and im.size[1] > 0
+            except Exception:  # noqa: BLE001 - Pillow (and its plugins) raise many types
+                ok = False
+            if not ok:
+                bad.append(path)
+        if bad:
+            raise AssetError(f"{key}: {len(bad)} of {len(files)} files cannot be read as images, the first "
+                             f"'{bad[0]}' (fix: replace or remove them)")
+
+
 def box_uv(vertices: np.ndarray, faces: np.ndarray, face_normals: np.ndarray):
     """Box-projected UVs in metres: each face takes the two coordinates orthogonal to its
     dominant normal axis. Returns (unmerged vertices (3F,3), faces (F,3), uv (3F,2))."""

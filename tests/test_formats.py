@@ -402,6 +402,12 @@ def test_export_of_a_reordered_or_broken_file_and_unwritable_folder(dataset, tmp
     r = run_cli("export", d, "--to", "voc")
     assert r.returncode == 5 and r.stderr.count("\n") == 1 and "cannot write the export" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(d, "voc"))
+    os.unlink(os.path.join(d, "voc.tmp-export"))
+    missing = os.path.join(d, "images", sorted(os.listdir(os.path.join(d, "images")))[2])
+    os.unlink(missing)  # an image the annotations name is gone: said as such, not "free space"
+    r = run_cli("export", d, "--to", "yolo,voc")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and f"'{missing}', named in" in r.stderr, r.stderr
+    assert "is missing" in r.stderr and "free space" not in r.stderr and not os.path.exists(os.path.join(d, "voc"))
     open(os.path.join(d, "annotations.json"), "w").write('{"images": [')
     r = run_cli("export", d, "--to", "yolo")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a COCO instances file" in r.stderr, r.stderr

@@ -198,3 +198,26 @@ def test_image_folders_for_backgrounds_and_textures(tmp_path):
     with pytest.raises(AssetError, match="broken.png"):
         for i in range(12):
             bad.make(i)
+
+
+def test_unreadable_texture_or_background_images_fail_before_the_first_image(tmp_path):
+    """A 0-byte texture, or a background folder whose images are all corrupt, is one line
+    naming the file, exit non-zero, before any image is made."""
+    from PIL import Image
+
+    from conftest import run_cli
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    Image.new("RGB", (32, 32), (20, 200, 20)).save(good / "g.png")
+    (good / "zero.jpg").write_bytes(b"")
+    (bad / "a.png").write_bytes(b"\x89PNG garbage")
+    (bad / "b.jpg").write_bytes(b"\xff\xd8 nope")
+    for key, folder, needle in (("materials.texture_dir", good, "1 of 2 files cannot be read as images"),
+                                ("background.image_dir", bad, "2 of 2 files cannot be read")):
+        out = tmp_path / f"out-{key}"
+        r = run_cli("num_images=2", "camera.width=160", "camera.height=120", f"{key}={folder}", f"output_dir={out}")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and needle in lines[0] and key in lines[0], r.stderr
+        assert not out.exists()
