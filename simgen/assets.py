@@ -10,6 +10,8 @@ hull of the visual mesh, or the exact shape for boxes and spheres.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +21,7 @@ import numpy as np
 
 from .errors import AssetError, ConfigError
 
+log = logging.getLogger("simgen")
 PRIMITIVES = ("box", "sphere", "cylinder", "cone", "capsule", "torus", "prism", "rock")
 PRIMITIVE_PARAMS = ("extents", "radius", "height", "major_radius", "minor_radius", "sides", "seed")
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off", ".dae")
@@ -40,6 +43,7 @@ class Asset:
     mass: float = 0.1
     friction: Optional[float] = None
     decompose: bool = False  # concave mesh without a given decomposition: run V-HACD (cached)
+    max_faces: int = 0  # a mesh with more faces is simplified to this many for rendering and physics; 0: never
 
     @property
     def source(self) -> str:
@@ -368,16 +372,18 @@ class AssetLibrary:
         self.categories: List[str] = sorted({a.category for a in assets})
 
     @classmethod
-    def from_sets(cls, specs, units: str = "auto", on_error: str = "fail") -> "AssetLibrary":
+    def from_sets(cls, specs, units: str = "auto", on_error: str = "fail", max_faces: int = 0) -> "AssetLibrary":
         assets: List[Asset] = []
         for spec in specs:
             assets.extend(load_manifest(str(spec), units=units, on_error=on_error))
+        if max_faces:
+            assets = [dataclasses.replace(a, max_faces=int(max_faces)) if a.mesh_path else a for a in assets]
         return cls(assets)
 
     @classmethod
     def from_config(cls, cfg, which: str = "objects") -> "AssetLibrary":
         return cls.from_sets(list(cfg[which].asset_sets), units=str(cfg.assets.units),
-                             on_error=str(cfg.assets.on_error))
+                             on_error=str(cfg.assets.on_error), max_faces=int(cfg.assets.get("max_faces", 0)))
 
     def shared_shapes(self, other: "AssetLibrary") -> List[str]:
         """Names of ``other``'s assets whose shape (mesh file and scale, or primitive and its
@@ -511,10 +517,42 @@ def _visual_mesh(asset: Asset):
             raise AssetError(f"asset '{asset.name}': bad primitive parameters {p}: {exc}") from None
         return m
     m = _load_trimesh(asset, asset.mesh_path, "mesh").copy()
+    if asset.max_faces and len(m.faces) > asset.max_faces:
+        if _is_textured(m) or _has_vertex_colors(m):  # decimation would drop them: appearance matters more
+            log.warning("asset '%s' has %s faces (assets.max_faces=%s) and is kept as it is: simplifying it "
+                        "would lose its texture or vertex colours (each face costs ~3 KB of memory and render "
+                        "time; fix: simplify the file yourself)", asset.name, f"{len(m.faces):,}",
+                        f"{asset.max_faces:,}")
+        else:
+            m = _simplified(asset, m)
     if asset.scale != (1.0, 1.0, 1.0):
         m.apply_transform(np.diag([*asset.scale, 1.0]))
     m.apply_translation(-_mesh_offset(asset))
     return m
+
+
+def _simplified(asset: Asset, mesh):
+    """``mesh`` (more than ``asset.max_faces`` faces) decimated to about that many by quadric
+    error (fast-simplification, through trimesh), with a warning saying so. Rendering and
+    physics both use it, so masks and boxes describe the pixels drawn exactly. The
+    decimation does not carry UVs or vertex colours, so only plain meshes come here
+    (_visual_mesh keeps textured ones, with a warning). Done once per process and asset
+    (~4 s for 1.3M faces)."""
+    import trimesh
+
+    try:
+        out = mesh.simplify_quadric_decimation(face_count=int(asset.max_faces))
+    except Exception as exc:  # noqa: BLE001 - the decimation library raises many types
+        raise AssetError(f"asset '{asset.name}': {len(mesh.faces):,} faces, more than assets.max_faces="
+                         f"{asset.max_faces:,}, and simplifying it failed ({type(exc).__name__}); fix: "
+                         f"simplify the file yourself, or assets.max_faces=0 to use it as it is") from None
+    if not isinstance(out, trimesh.Trimesh) or len(out.faces) == 0:
+        raise AssetError(f"asset '{asset.name}': simplifying its {len(mesh.faces):,} faces left none; fix: "
+                         f"assets.max_faces=0 to use it as it is")
+    log.warning("asset '%s' has %s faces (assets.max_faces=%s): rendered and simulated simplified to %s faces "
+                "(fix: assets.max_faces=0 keeps every face, at ~3 KB of memory and more render time per face)",
+                asset.name, f"{len(mesh.faces):,}", f"{asset.max_faces:,}", f"{len(out.faces):,}")
+    return out
 
 
 @lru_cache(maxsize=None)

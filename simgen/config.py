@@ -79,6 +79,7 @@ class ObjectsConfig:
 class AssetsConfig:
     units: str = "auto"  # folders of meshes: auto (guess from size) | m | cm | mm | in
     on_error: str = "fail"  # a broken mesh in a folder: fail, or skip it with a warning
+    max_faces: int = 50000  # plain meshes with more faces are simplified to this many (warned); 0: never
 
 
 @dataclass
@@ -348,6 +349,7 @@ def compose(overrides: Optional[List[str]] = None):
                 with open_dict(cfg):
                     OmegaConf.update(cfg, key, value, merge=False)
         fill_defaults(cfg)
+        OmegaConf.resolve(cfg)  # an interpolation (${...}) that names nothing fails here, as a config error
         unknown = _keys_outside_schema(cfg)
         if unknown:
             raise ConfigError(f"unknown config key '{unknown[0]}' (an added '+' key is not in simgen's schema and "
@@ -640,6 +642,8 @@ def validate(cfg) -> None:
         need(cfg.container.kind == "shelf", "objects.placement=shelf needs container.kind=shelf")
     need(cfg.assets.units in ("auto", "m", "cm", "mm", "in"),
          f"assets.units must be auto, m, cm, mm or in, got '{cfg.assets.units}'")
+    need(cfg.assets.max_faces == 0 or cfg.assets.max_faces >= 100, f"assets.max_faces must be 0 (never simplify) "
+         f"or >= 100, got {cfg.assets.max_faces} (fix: assets.max_faces=50000)")
     need(cfg.assets.on_error in ("fail", "skip"), f"assets.on_error must be fail or skip, got "
          f"'{cfg.assets.on_error}'")
     dc = cfg.distractors

@@ -203,6 +203,29 @@ def test_degenerate_meshes_fail_in_one_line_or_are_skipped(tmp_path, name, text,
     assert [lib.assets[n].category for n in lib.names] == ["tet"]
 
 
+def test_a_mesh_over_the_face_budget_is_simplified_with_a_warning(tmp_path, caplog):
+    """assets.max_faces: a heavier mesh is decimated for rendering and physics (both use the
+    same simplified mesh, so labels describe what is drawn), with a warning naming the asset;
+    0 keeps every face."""
+    import trimesh
+
+    trimesh.creation.icosphere(subdivisions=5, radius=0.05).export(tmp_path / "ball.obj")  # 20,480 faces
+    lib = AssetLibrary.from_sets([str(tmp_path)], units="m", max_faces=2000)
+    name = lib.names[0]
+    with caplog.at_level("WARNING", logger="simgen"):
+        mesh = lib.visual_mesh(name)
+    assert 1500 <= len(mesh.faces) <= 2000
+    assert "has 20,480 faces (assets.max_faces=2,000)" in caplog.text and name in caplog.text
+    assert np.allclose(mesh.extents, 0.1, atol=0.004)  # the same object, with fewer faces
+    lib.validate()  # its collision hull comes from the simplified mesh
+    full = AssetLibrary.from_sets([str(tmp_path)], units="m", max_faces=0)
+    assert len(full.visual_mesh(full.names[0]).faces) == 20480
+    duck = AssetLibrary.from_sets(["pybullet"], max_faces=1000)  # textured: kept whole, with a warning
+    with caplog.at_level("WARNING", logger="simgen"):
+        assert len(duck.visual_mesh("duck").faces) > 4000 and duck.is_textured("duck")
+    assert "'duck' has 4,212 faces (assets.max_faces=1,000) and is kept as it is" in caplog.text
+
+
 def test_empty_folder_and_unit_guess(tmp_path):
     (tmp_path / "x.txt").write_text("no meshes")
     with pytest.raises(AssetError, match="holds no meshes"):
