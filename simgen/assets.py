@@ -44,6 +44,8 @@ class Asset:
     friction: Optional[float] = None
     decompose: bool = False  # concave mesh without a given decomposition: run V-HACD (cached)
     max_faces: int = 0  # a mesh with more faces is simplified to this many for rendering and physics; 0: never
+    color: Optional[Tuple[float, float, float, float]] = None  # declared RGBA in [0, 1] (manifest or sidecar)
+    appearance: Optional[str] = None  # keep | jitter | randomize; None: objects.appearance decides
 
     @property
     def source(self) -> str:
@@ -136,6 +138,7 @@ def load_manifest(spec: str, units: str = "auto", on_error: str = "fail") -> Lis
         category = str(entry.get("category", name))
         mass = float(entry.get("mass", 0.1))
         friction = entry.get("friction")
+        looks = _appearance_fields(entry, where)
         if "primitive" in entry:
             prim = entry["primitive"]
             if prim not in PRIMITIVES:
@@ -143,20 +146,61 @@ def load_manifest(spec: str, units: str = "auto", on_error: str = "fail") -> Lis
             params = tuple(sorted((k, tuple(entry[k]) if isinstance(entry[k], list) else entry[k])
                                   for k in PRIMITIVE_PARAMS if k in entry))
             out.append(Asset(name, category, set_name, primitive=prim, params=params, mass=mass,
-                             friction=friction))
+                             friction=friction, **looks))
         elif "mesh" in entry:
             mesh_path = os.path.join(root, str(entry["mesh"]))
             col = entry.get("collision")
             col_path = os.path.join(root, str(col)) if col else None
             out.append(Asset(name, category, set_name, mesh_path=mesh_path, collision_path=col_path,
                              scale=_scale3(entry.get("scale", 1.0), where), mass=mass,
-                             friction=friction))
+                             friction=friction, **looks))
         else:
             raise AssetError(f"{where}: needs 'primitive:' or 'mesh:'")
     return out
 
 
 _UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
+APPEARANCES = ("keep", "jitter", "randomize")
+# A mesh file named like these beside <stem>.<ext> is that mesh's collision shape, not an asset.
+COLLISION_SUFFIXES = ("_vhacd", "_col", "_coll", "_collision", "_convex", "_hull")
+
+
+def _appearance_fields(entry: dict, where: str) -> dict:
+    """The ``color`` ([r, g, b] or [r, g, b, a] in [0, 1]) and ``appearance`` of a manifest
+    entry or sidecar, checked."""
+    out = {}
+    if entry.get("color") is not None:
+        c = entry["color"]
+        if not (isinstance(c, (list, tuple)) and len(c) in (3, 4)
+                and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in c)):
+            raise AssetError(f"{where}: color must be [r, g, b] (or with alpha) in 0..1, got {c!r}")
+        out["color"] = tuple(float(v) for v in c) + ((1.0,) if len(c) == 3 else ())
+    if entry.get("appearance") is not None:
+        if entry["appearance"] not in APPEARANCES:
+            raise AssetError(f"{where}: appearance must be one of {', '.join(APPEARANCES)}, got "
+                             f"{entry['appearance']!r}")
+        out["appearance"] = str(entry["appearance"])
+    return out
+
+
+def _sidecar(path: str) -> dict:
+    """The optional ``<mesh stem>.yaml`` beside a folder mesh: category, size (metres, the
+    largest extent) or scale, mass, friction, color, appearance."""
+    import yaml
+
+    side = os.path.splitext(path)[0] + ".yaml"
+    if not os.path.isfile(side):
+        return {}
+    try:
+        with open(side, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise AssetError(f"sidecar '{side}' cannot be read ({type(exc).__name__}); fix it or remove it") from None
+    known = {"category", "size", "scale", "mass", "friction", "color", "appearance"}
+    if not isinstance(data, dict) or set(data) - known:
+        bad = sorted(set(data) - known) if isinstance(data, dict) else data
+        raise AssetError(f"sidecar '{side}': unknown key(s) {bad} (known: {', '.join(sorted(known))})")
+    return data
 
 
 def guess_unit_scale(extent: float) -> float:
@@ -183,6 +227,14 @@ def load_folder(folder: str, units: str = "auto", on_error: str = "fail") -> Lis
                    if f.lower().endswith(MESH_EXTS))
     if not files:
         raise AssetError(f"asset folder '{folder}' holds no meshes ({', '.join(MESH_EXTS)})")
+    stems = {os.path.splitext(f)[0].lower(): f for f in files}
+    collision = {}  # visual mesh -> its collision mesh, recognised by name (duck_vhacd.obj beside duck.obj)
+    for f in files:
+        base = os.path.splitext(f)[0]
+        for suffix in COLLISION_SUFFIXES:
+            if base.lower().endswith(suffix) and base[: -len(suffix)].lower() in stems:
+                collision[stems[base[: -len(suffix)].lower()]] = f
+    files = [f for f in files if f not in collision.values()]
     set_name = os.path.basename(folder.rstrip(os.sep)) or "folder"
     out = []
     for path in files:
@@ -199,13 +251,27 @@ def load_folder(folder: str, units: str = "auto", on_error: str = "fail") -> Lis
                 warnings.warn(f"skipping {exc}", stacklevel=2)
                 continue
             raise
-        if units == "auto":
-            s = guess_unit_scale(float(mesh.extents.max()))
+        side = _sidecar(path)
+        where = f"sidecar '{os.path.splitext(path)[0]}.yaml'"
+        if side.get("size") is not None:  # the object's real size beats any guess from the file's units
+            size = side["size"]
+            if not isinstance(size, (int, float)) or not size > 0:
+                raise AssetError(f"{where}: size is the largest extent in metres, > 0, got {size!r}")
+            scale = (float(size) / float(mesh.extents.max()),) * 3
+        elif side.get("scale") is not None:
+            scale = _scale3(side["scale"], where)
+        elif units == "auto":
+            scale = (guess_unit_scale(float(mesh.extents.max())),) * 3
         elif units in _UNITS:
-            s = _UNITS[units]
+            scale = (_UNITS[units],) * 3
         else:
             raise ConfigError(f"assets.units must be auto, m, cm, mm or in, got '{units}'")
-        out.append(Asset(name, category, set_name, mesh_path=path, scale=(s, s, s), decompose=True))
+        looks = _appearance_fields(side, where)
+        if "color" not in looks and declared_color(mesh) is not None:
+            looks["color"] = declared_color(mesh)
+        out.append(Asset(name, str(side.get("category", category)), set_name, mesh_path=path,
+                         collision_path=collision.get(path), scale=scale, mass=float(side.get("mass", 0.1)),
+                         friction=side.get("friction"), decompose=path not in collision, **looks))
     if not out:
         raise AssetError(f"asset folder '{folder}': every mesh was skipped as unreadable")
     return out
@@ -382,8 +448,13 @@ class AssetLibrary:
 
     @classmethod
     def from_config(cls, cfg, which: str = "objects") -> "AssetLibrary":
-        return cls.from_sets(list(cfg[which].asset_sets), units=str(cfg.assets.units),
-                             on_error=str(cfg.assets.on_error), max_faces=int(cfg.assets.get("max_faces", 0)))
+        lib = cls.from_sets(list(cfg[which].asset_sets), units=str(cfg.assets.units),
+                            on_error=str(cfg.assets.on_error), max_faces=int(cfg.assets.get("max_faces", 0)))
+        default = cfg.objects.get("appearance")  # for the assets whose manifest or sidecar says none
+        if default:
+            lib = cls([a if a.appearance else dataclasses.replace(a, appearance=str(default))
+                       for a in lib.assets.values()])
+        return lib
 
     def shared_shapes(self, other: "AssetLibrary") -> List[str]:
         """Names of ``other``'s assets whose shape (mesh file and scale, or primitive and its
@@ -419,7 +490,10 @@ class AssetLibrary:
         return _is_textured(self.visual_mesh(name))
 
     def has_own_colors(self, name: str) -> bool:
-        """Textured or vertex-coloured: rendered as they are, never given a random material."""
+        """Textured or vertex-coloured, and not ``appearance: randomize``: rendered with their
+        own texture or colours, never given a random material."""
+        if self.assets[name].appearance == "randomize":
+            return False
         return self.is_textured(name) or _has_vertex_colors(self.visual_mesh(name))
 
     def collision(self, name: str) -> Collision:
@@ -433,6 +507,21 @@ def _is_textured(mesh) -> bool:
     mat = getattr(vis, "material", None)
     img = getattr(mat, "image", None) or getattr(mat, "baseColorTexture", None)
     return img is not None and getattr(vis, "uv", None) is not None
+
+
+def declared_color(mesh) -> Optional[Tuple[float, float, float, float]]:
+    """The one colour an untextured mesh file declares, RGBA in [0, 1]: an MTL ``Kd`` (not
+    trimesh's default grey), or vertex or face colours that are all the same; else None."""
+    vis = getattr(mesh, "visual", None)
+    kind = getattr(vis, "kind", None)
+    if kind == "texture" and not _is_textured(mesh):
+        c = np.asarray(getattr(vis.material, "main_color", [102, 102, 102, 255]), np.float64)
+        return None if (c[:3] == 102).all() else tuple(float(v) for v in c / 255.0)
+    if kind in ("vertex", "face"):
+        c = np.asarray(vis.vertex_colors if kind == "vertex" else vis.face_colors)
+        if len(c) and (c == c[0]).all():
+            return tuple(float(v) for v in c[0] / 255.0)
+    return None
 
 
 def _has_vertex_colors(mesh) -> bool:

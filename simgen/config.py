@@ -67,7 +67,11 @@ class ObjectsConfig:
     spread_tries: int = 10  # drop positions tried per object; the lowest free start wins (objects
     # overlapping an earlier one start above it). 1: the first, so more towers, longer falls and
     # ~25% more physics steps on tabletop for about the same occlusion statistics
-    random_color: bool = True  # untextured assets get a random base colour (see materials)
+    random_color: bool = True  # untextured assets without a declared colour get a random one (see materials)
+    # assets that declare a colour (manifest/sidecar color:, MTL Kd, uniform vertex colours):
+    # keep it, jitter it (scenes.COLOR_JITTER), or randomize like any other (an asset's own
+    # appearance: wins); randomize also repaints textured assets
+    appearance: str = "jitter"
     placement: str = "drop"  # drop (physics) | float (in front of the camera) | shelf | fixed
     float_distance: Any = dist([0.5, 1.4])  # float: metres from the camera
     class_weights: Dict[str, float] = field(default_factory=dict)  # category -> weight (default 1)
@@ -642,6 +646,8 @@ def validate(cfg) -> None:
         need(cfg.container.kind == "shelf", "objects.placement=shelf needs container.kind=shelf")
     need(cfg.assets.units in ("auto", "m", "cm", "mm", "in"),
          f"assets.units must be auto, m, cm, mm or in, got '{cfg.assets.units}'")
+    need(cfg.objects.appearance in ("keep", "jitter", "randomize"), f"objects.appearance must be keep, jitter or "
+         f"randomize, got '{cfg.objects.appearance}' (fix: objects.appearance=jitter)")
     need(cfg.assets.max_faces == 0 or cfg.assets.max_faces >= 100, f"assets.max_faces must be 0 (never simplify) "
          f"or >= 100, got {cfg.assets.max_faces} (fix: assets.max_faces=50000)")
     need(cfg.assets.on_error in ("fail", "skip"), f"assets.on_error must be fail or skip, got "

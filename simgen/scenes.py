@@ -135,6 +135,28 @@ def _texture_spec(kind: str, colors, scale: float, rng: np.random.Generator, ima
                        angle_deg=angle, path=path)
 
 
+# appearance=jitter on a declared colour: hue shift, saturation and value factors (uniform)
+COLOR_JITTER = {"hue": 0.02, "saturation": (0.8, 1.1), "value": (0.65, 1.15)}
+
+
+def declared_color(asset, appearance: str, key: list) -> np.ndarray:
+    """(4,) float32 RGBA: the asset's declared colour, as it is (appearance keep) or jittered
+    in HSV (jitter) by a stream of its own (``key``: seed, index, object slot), so jitter
+    never shifts the draws of the materials stream."""
+    import colorsys
+
+    c = np.asarray(asset.color, np.float64)
+    if appearance == "keep":
+        return _frozen(c, np.float32)
+    rng = np.random.default_rng([*(int(v) % 2**32 for v in key), _FACTORS["materials"], 0xC010])
+    h, s, v = colorsys.rgb_to_hsv(*c[:3])
+    j = COLOR_JITTER
+    h = (h + rng.uniform(-j["hue"], j["hue"])) % 1.0
+    s = min(1.0, s * rng.uniform(*j["saturation"]))
+    v = min(1.0, v * rng.uniform(*j["value"]))
+    return _frozen([*colorsys.hsv_to_rgb(h, s, v), c[3]], np.float32)
+
+
 def _material(mc, rng: np.random.Generator):
     """(color (4,), metallic, roughness, texture) from materials config; fixed draw count."""
     rgb = hsv_to_rgb(sample_float(mc.hue, rng), sample_float(mc.saturation, rng), sample_float(mc.value, rng))
@@ -426,6 +448,9 @@ def _build(cfg, library: AssetLibrary, specs: List[dict], camera: CameraSpec, rn
         if s.get("color") is not None:
             c = list(s["color"])
             color = _frozen([*c[:3], c[3] if len(c) > 3 else 1.0], np.float32)
+        elif asset.color is not None and (asset.appearance or ob.appearance) in ("keep", "jitter"):
+            color = declared_color(asset, asset.appearance or ob.appearance, [seed, index, first_id + step * k])
+            metallic, roughness = mat[1], mat[2]
         elif ob.random_color and not library.has_own_colors(name):
             color, metallic, roughness, tex = mat
         out.append(ObjectSpec(instance_id=first_id + step * k, asset=name, category=asset.category,

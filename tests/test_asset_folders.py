@@ -1,5 +1,6 @@
 """A user's folder of meshes as an asset set: classes, units, colours, decomposition, errors."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -224,6 +225,46 @@ def test_a_mesh_over_the_face_budget_is_simplified_with_a_warning(tmp_path, capl
     with caplog.at_level("WARNING", logger="simgen"):
         assert len(duck.visual_mesh("duck").faces) > 4000 and duck.is_textured("duck")
     assert "'duck' has 4,212 faces (assets.max_faces=1,000) and is kept as it is" in caplog.text
+
+
+def test_pybullet_style_folder_collision_meshes_by_name_sidecar_sizes_and_declared_colours(tmp_path):
+    """The layout the README documents: <name>_vhacd/_col beside <name> is its collision mesh
+    (not an extra asset), <name>.yaml gives its real size, class, mass and colour, and a
+    colour the file declares (MTL Kd, uniform vertex colours) is the asset's colour."""
+    import pybullet_data
+
+    pd = pybullet_data.getDataPath()
+    for f in ("duck.obj", "duck.mtl", "duck_vhacd.obj", "duckCM.png"):
+        shutil.copy(os.path.join(pd, f), tmp_path / f)
+    os.makedirs(tmp_path / "mug")
+    shutil.copy(os.path.join(pd, "objects", "mug.obj"), tmp_path / "mug" / "mug.obj")
+    shutil.copy(os.path.join(pd, "objects", "mug_col.obj"), tmp_path / "mug" / "mug_col.obj")
+    (tmp_path / "duck.yaml").write_text("size: 0.12\nmass: 0.3\n")
+    (tmp_path / "mug" / "mug.yaml").write_text("size: 0.1\ncolor: [1.0, 0.2, 0.2]\nappearance: keep\n")
+    (tmp_path / "tet.mtl").write_text("newmtl y\nKd 0.9 0.8 0.1\n")
+    (tmp_path / "tet.obj").write_text("mtllib tet.mtl\nusemtl y\nv 0 0 0\nv 0.1 0 0\nv 0 0.1 0\nv 0 0 0.1\n"
+                                      "f 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+    cube = trimesh.creation.box([0.05, 0.05, 0.05])
+    cube.visual.vertex_colors = [20, 200, 40, 255]
+    cube.export(tmp_path / "green.ply")
+    lib = AssetLibrary.from_sets([str(tmp_path)])
+    by = {lib.assets[n].category: lib.assets[n] for n in lib.names}
+    assert sorted(by) == ["duck", "green", "mug", "tet"]  # no duck_vhacd, no mug_col
+    assert by["duck"].collision_path.endswith("duck_vhacd.obj") and by["mug"].collision_path.endswith("mug_col.obj")
+    assert not by["duck"].decompose and by["duck"].mass == 0.3
+    assert np.isclose(lib.visual_mesh(by["duck"].name).extents.max(), 0.12)
+    assert np.isclose(lib.visual_mesh(by["mug"].name).extents.max(), 0.1)
+    assert by["mug"].color == (1.0, 0.2, 0.2, 1.0) and by["mug"].appearance == "keep"
+    assert np.allclose(by["tet"].color, (0.9, 0.8, 0.1, 1.0), atol=0.01)
+    assert np.allclose(by["green"].color, (20 / 255, 200 / 255, 40 / 255, 1.0))
+    assert by["duck"].color is None and lib.is_textured(by["duck"].name)
+    lib.validate()
+    (tmp_path / "tet.yaml").write_text("sise: 3\n")
+    with pytest.raises(AssetError, match="tet.yaml': unknown key"):
+        AssetLibrary.from_sets([str(tmp_path)])
+    (tmp_path / "tet.yaml").write_text("color: red\n")
+    with pytest.raises(AssetError, match="color must be"):
+        AssetLibrary.from_sets([str(tmp_path)])
 
 
 def test_empty_folder_and_unit_guess(tmp_path):

@@ -179,6 +179,23 @@ def test_default_distractors_share_no_shape_with_any_class():
                       "distractors.share_class_shapes=true"]))
 
 
+def test_declared_colours_are_kept_jittered_or_randomized_as_asked():
+    """lego's declared yellow (the manifest's color:) stays yellow-ish under the default
+    appearance=jitter, exact under keep, and any colour under randomize."""
+    import colorsys
+
+    def legos(*over):
+        cfg = compose(["objects.count=12", "objects.asset_sets=[pybullet]", *over])
+        return [o.color for i in range(12) for o in sample_scene(cfg, LIB, 0, i).objects if o.category == "lego"]
+
+    jit, keep, rnd = legos(), legos("objects.appearance=keep"), legos("objects.appearance=randomize")
+    assert min(len(jit), len(keep), len(rnd)) >= 5
+    assert all(np.allclose(c, [1.0, 1.0, 0.4, 1.0]) for c in keep)
+    hue = [colorsys.rgb_to_hsv(*c[:3])[0] for c in jit]
+    assert len({tuple(c) for c in jit}) == len(jit) and all(abs(h - 1 / 6) <= 0.021 for h in hue)
+    assert np.ptp([colorsys.rgb_to_hsv(*c[:3])[0] for c in rnd]) > 0.3  # any hue
+
+
 def test_distractors_are_unlabeled_and_separate():
     pipe = Pipeline(compose(["distractors.count=4", "objects.count=5"]))
     sc = pipe.sample(0)
