@@ -46,6 +46,7 @@ class Asset:
     max_faces: int = 0  # a mesh with more faces is simplified to this many for rendering and physics; 0: never
     color: Optional[Tuple[float, float, float, float]] = None  # declared RGBA in [0, 1] (manifest or sidecar)
     appearance: Optional[str] = None  # keep | jitter | randomize; None: objects.appearance decides
+    up: Optional[str] = None  # the model axis that points up when the object stands as made (x|y|z|-x|-y|-z)
 
     @property
     def source(self) -> str:
@@ -161,6 +162,7 @@ def load_manifest(spec: str, units: str = "auto", on_error: str = "fail") -> Lis
 
 _UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
 APPEARANCES = ("keep", "jitter", "randomize")
+UP_AXES = ("x", "y", "z", "-x", "-y", "-z")
 # A mesh file named like these beside <stem>.<ext> is that mesh's collision shape, not an asset.
 COLLISION_SUFFIXES = ("_vhacd", "_col", "_coll", "_collision", "_convex", "_hull")
 
@@ -175,6 +177,10 @@ def _appearance_fields(entry: dict, where: str) -> dict:
                 and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in c)):
             raise AssetError(f"{where}: color must be [r, g, b] (or with alpha) in 0..1, got {c!r}")
         out["color"] = tuple(float(v) for v in c) + ((1.0,) if len(c) == 3 else ())
+    if entry.get("up") is not None:
+        if str(entry["up"]) not in UP_AXES:
+            raise AssetError(f"{where}: up must be one of {', '.join(UP_AXES)}, got {entry['up']!r}")
+        out["up"] = str(entry["up"])
     if entry.get("appearance") is not None:
         if entry["appearance"] not in APPEARANCES:
             raise AssetError(f"{where}: appearance must be one of {', '.join(APPEARANCES)}, got "
@@ -185,7 +191,7 @@ def _appearance_fields(entry: dict, where: str) -> dict:
 
 def _sidecar(path: str) -> dict:
     """The optional ``<mesh stem>.yaml`` beside a folder mesh: category, size (metres, the
-    largest extent) or scale, mass, friction, color, appearance."""
+    largest extent) or scale, mass, friction, color, appearance, up."""
     import yaml
 
     side = os.path.splitext(path)[0] + ".yaml"
@@ -196,7 +202,7 @@ def _sidecar(path: str) -> dict:
             data = yaml.safe_load(f) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise AssetError(f"sidecar '{side}' cannot be read ({type(exc).__name__}); fix it or remove it") from None
-    known = {"category", "size", "scale", "mass", "friction", "color", "appearance"}
+    known = {"category", "size", "scale", "mass", "friction", "color", "appearance", "up"}
     if not isinstance(data, dict) or set(data) - known:
         bad = sorted(set(data) - known) if isinstance(data, dict) else data
         raise AssetError(f"sidecar '{side}': unknown key(s) {bad} (known: {', '.join(sorted(known))})")
@@ -496,6 +502,27 @@ class AssetLibrary:
             return False
         return self.is_textured(name) or _has_vertex_colors(self.visual_mesh(name))
 
+    def upright(self, name: str) -> Optional[np.ndarray]:
+        """(3,3) rotation that stands the asset as made (its ``up`` axis to world +z), or None
+        when the asset does not say which axis is up."""
+        up = self.assets[name].up
+        if up is None:
+            return None
+        v = np.zeros(3)
+        v["xyz".index(up[-1])] = -1.0 if up.startswith("-") else 1.0
+        return _rotation_between(v, np.array([0.0, 0.0, 1.0]))
+
+    def hull_points(self, name: str) -> np.ndarray:
+        """(N,3) float64 metres, model frame: the corners of the asset's convex hull (at most
+        MAX_HULL_VERTICES: what physics collides with, less the hull's sag)."""
+        return _hull_points(self.assets[name])
+
+    def stable_poses(self, name: str):
+        """The asset's stable resting orientations on a plane and their probabilities:
+        ((K,3,3) rotations model -> resting, (K,) probabilities summing to 1), or None for a
+        shape with no preferred pose (sphere-like: no pose above STABLE_MIN_BEST)."""
+        return _stable_poses(self.assets[name])
+
     def collision(self, name: str) -> Collision:
         return _collision(self.assets[name])
 
@@ -677,6 +704,60 @@ def _collision(asset: Asset) -> Collision:
 
 
 MAX_HULL_VERTICES = 96  # collision cost grows with hull size; 96 keeps sag to ~1% of size
+STABLE_POSES_VERSION = "stable-1"  # part of the cache key of _stable_poses: change with its method
+STABLE_MIN_PROB = 0.02  # resting poses less likely than this (edges, near-unstable faces) are dropped
+STABLE_MIN_BEST = 0.05  # below this for the likeliest pose the shape has no preferred pose (a ball)
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(3,3) rotation taking unit vector ``a`` to unit vector ``b`` (a half turn about x or y
+    when they are opposite)."""
+    v, c = np.cross(a, b), float(np.dot(a, b))
+    if c < -0.999999:
+        axis = np.array([1.0, 0, 0]) if abs(a[0]) < 0.9 else np.array([0, 1.0, 0])
+        axis = np.cross(a, axis)
+        axis /= np.linalg.norm(axis)
+        return 2 * np.outer(axis, axis) - np.eye(3)
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + vx + vx @ vx / (1 + c)
+
+
+@lru_cache(maxsize=None)
+def _hull_points(asset: Asset) -> np.ndarray:
+    return _farthest_points(np.asarray(_visual_mesh(asset).convex_hull.vertices, np.float64), MAX_HULL_VERTICES)
+
+
+@lru_cache(maxsize=None)
+def _stable_poses(asset: Asset):
+    """See AssetLibrary.stable_poses. trimesh's compute_stable_poses on the collision-sized
+    hull (at most MAX_HULL_VERTICES corners: ~0.1-0.5 s; the full mesh of a ball takes 10 s),
+    deterministic (no sampling noise), cached on disk by the hull's bytes."""
+    import hashlib
+
+    import trimesh
+
+    mesh = _visual_mesh(asset)
+    hull = trimesh.Trimesh(_hull_points(asset)).convex_hull
+    com = np.asarray(mesh.center_mass if mesh.is_watertight else hull.center_mass, np.float64)
+    key = hashlib.sha1(STABLE_POSES_VERSION.encode() + hull.vertices.tobytes() + com.tobytes()).hexdigest()
+    path = os.path.join(_cache_folder("stable_poses"), key + ".npz")
+    try:
+        with np.load(path) as f:
+            rot, prob = f["rotations"], f["probabilities"]
+    except (OSError, KeyError, ValueError):
+        transforms, prob = trimesh.poses.compute_stable_poses(hull, center_mass=com, sigma=0.0, n_samples=1,
+                                                              threshold=0.0)
+        rot = np.asarray(transforms, np.float64).reshape(-1, 4, 4)[:, :3, :3]
+        prob = np.asarray(prob, np.float64)
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, rotations=rot, probabilities=prob)
+        _publish(_cache_folder("stable_poses"), key + ".npz", buf.getvalue())
+    keep = prob >= STABLE_MIN_PROB
+    if not keep.any() or prob.max() < STABLE_MIN_BEST:
+        return None
+    return rot[keep], prob[keep] / prob[keep].sum()
 
 
 def _farthest_points(points: np.ndarray, k: int) -> np.ndarray:

@@ -72,6 +72,11 @@ class ObjectsConfig:
     # keep it, jitter it (scenes.COLOR_JITTER), or randomize like any other (an asset's own
     # appearance: wins); randomize also repaints textured assets
     appearance: str = "jitter"
+    # placement=drop: the shares of objects that start standing as made (assets with an
+    # `up:` axis), or in one of their stable resting poses (trimesh's compute_stable_poses,
+    # by probability), both at any yaw; the rest fall from a uniformly random orientation
+    upright_share: float = 0.6
+    stable_pose_share: float = 0.3
     placement: str = "drop"  # drop (physics) | float (in front of the camera) | shelf | fixed
     float_distance: Any = dist([0.5, 1.4])  # float: metres from the camera
     class_weights: Dict[str, float] = field(default_factory=dict)  # category -> weight (default 1)
@@ -646,6 +651,11 @@ def validate(cfg) -> None:
         need(cfg.container.kind == "shelf", "objects.placement=shelf needs container.kind=shelf")
     need(cfg.assets.units in ("auto", "m", "cm", "mm", "in"),
          f"assets.units must be auto, m, cm, mm or in, got '{cfg.assets.units}'")
+    need(0 <= ob.upright_share <= 1 and 0 <= ob.stable_pose_share <= 1
+         and ob.upright_share + ob.stable_pose_share <= 1 + 1e-9,
+         f"objects.upright_share and objects.stable_pose_share are shares in [0, 1] with a sum <= 1, got "
+         f"{ob.upright_share:g} and {ob.stable_pose_share:g} (fix: objects.upright_share=0.6 "
+         f"objects.stable_pose_share=0.3)")
     need(cfg.objects.appearance in ("keep", "jitter", "randomize"), f"objects.appearance must be keep, jitter or "
          f"randomize, got '{cfg.objects.appearance}' (fix: objects.appearance=jitter)")
     need(cfg.assets.max_faces == 0 or cfg.assets.max_faces >= 100, f"assets.max_faces must be 0 (never simplify) "

@@ -220,11 +220,21 @@ def container_statics(cfg, rng: np.random.Generator) -> Tuple[StaticSpec, ...]:
                  for n, e, c in boxes)
 
 
-def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator) -> List[np.ndarray]:
+SET_DOWN_GAP = 0.003  # metres above the support an object placed in a resting pose starts
+
+
+def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator, stable: Sequence = (),
+                srng: Optional[np.random.Generator] = None) -> List[np.ndarray]:
     """Non-overlapping starting poses above the support regions: each object tries up to
     ``objects.spread_tries`` positions and starts from the lowest free one, above the objects
     its bounding sphere overlaps there. Lower starts mean shorter falls and fewer towers
-    toppling, the bulk of the physics steps."""
+    toppling, the bulk of the physics steps. ``stable``: per object (its upright rotation
+    or None, its stable poses or None: AssetLibrary.upright, .stable_poses). With
+    probability ``objects.upright_share`` an object that says which axis is up starts
+    standing as made; with ``objects.stable_pose_share`` in one of its stable resting poses
+    (drawn by probability); both turned about the vertical at random; else (or lacking
+    either) in a uniformly random orientation. Those choices come from ``srng``, a stream of
+    their own: the shares never shift the positions drawn from ``rng``."""
     regions = _support_regions(cfg)
     disk = cfg.container.kind == "none" and cfg.objects.placement == "drop"  # a disk, not a square
     tries = int(cfg.objects.spread_tries)
@@ -244,17 +254,35 @@ def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator) -> List[n
                 margin = np.minimum(r, (hi - lo) / 2 * 0.999)
                 xy = rng.uniform(lo + margin, hi - margin)
             free = z = ztop + r + lift
+            alone = True  # no other object's sphere above this spot
             for pk, pxy, pz, pr in placed:
                 if pk == k and math.hypot(xy[0] - pxy[0], xy[1] - pxy[1]) < r + pr:  # (not numpy: 2-vectors)
-                    z = max(z, pz + pr + r + 1e-3)
+                    z, alone = max(z, pz + pr + r + 1e-3), False
             # lowest above its own support: shelf levels stand at different heights
             if best is None or z - ztop < best[3]:
-                best = (k, xy, z, z - ztop)
+                best = (k, xy, z, z - ztop, alone)
             if z == free:  # nothing below it but the support
                 break
-        k, xy, z, _ = best
+        k, xy, z, _, alone = best
         placed.append((k, xy, z, r))
         R = random_rotation(rng)
+        upright, poses_i, hull = stable[len(poses)] if len(poses) < len(stable) else (None, None, None)
+        placed_in = None
+        if srng is not None:
+            u, pick, yaw = srng.random(), srng.random(), srng.uniform(0, 2 * math.pi)  # always three draws
+            c, sn = math.cos(yaw), math.sin(yaw)
+            turn = np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1.0]])
+            up_share = float(cfg.objects.upright_share)
+            if upright is not None and u < up_share:
+                R = placed_in = turn @ upright
+            elif poses_i is not None and u < up_share + float(cfg.objects.stable_pose_share):
+                rot, prob = poses_i
+                j = min(int(np.searchsorted(np.cumsum(prob), pick * prob.sum(), side="right")), len(prob) - 1)
+                R = placed_in = turn @ rot[j]
+        if placed_in is not None and alone:  # on the support itself, nothing below or beside:
+            # set down a few mm above it, not dropped from its bounding sphere's height (a mug
+            # that falls 10 cm upright bounces over)
+            z = regions[k][2] + float(np.max(-(hull @ placed_in.T)[:, 2])) + min(lift, SET_DOWN_GAP)
         if cfg.objects.placement == "shelf":  # standing: yaw only
             yaw = math.atan2(R[1, 0], R[0, 0])
             R = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1.0]])
@@ -432,7 +460,12 @@ def _build(cfg, library: AssetLibrary, specs: List[dict], camera: CameraSpec, rn
     elif ob.placement == "float":
         poses = _float_poses(cfg, camera, radii, rng_p)
     else:
-        poses = _drop_poses(cfg, radii, rng_p)
+        share = float(ob.upright_share) + float(ob.stable_pose_share) if ob.placement == "drop" else 0.0
+        stable = [(library.upright(s["asset"]) if ob.upright_share > 0 else None,
+                   library.stable_poses(s["asset"]) if ob.stable_pose_share > 0 else None,
+                   library.hull_points(s["asset"]) * s["scale"]) for s in specs] if share > 0 else []
+        srng = np.random.default_rng([int(seed), int(index), _FACTORS["poses"], 0x57AB1E, int(first_id > 0)])
+        poses = _drop_poses(cfg, radii, rng_p, stable, srng if share > 0 else None)
     out = []
     step = 1 if first_id > 0 else -1
     for k, (s, pose) in enumerate(zip(specs, poses)):

@@ -196,6 +196,54 @@ def test_declared_colours_are_kept_jittered_or_randomized_as_asked():
     assert np.ptp([colorsys.rgb_to_hsv(*c[:3])[0] for c in rnd]) > 0.3  # any hue
 
 
+def test_stable_poses_rest_on_a_face_over_the_centre_of_mass():
+    """Each stable pose trimesh gives stands the hull on a face whose support polygon
+    contains the centre of mass's projection: the definition of resting, checked directly."""
+    import trimesh
+    from scipy.spatial import ConvexHull, Delaunay
+
+    lib = AssetLibrary.from_sets(["primitives", "pybullet"])
+    assert lib.stable_poses("sphere") is None and lib.stable_poses("soccerball") is None  # no preferred pose
+    for name in ("cube", "brick", "cone", "cylinder", "duck", "mug", "lego", "jenga", "teddy", "bunny"):
+        rot, prob = lib.stable_poses(name)
+        assert np.isclose(prob.sum(), 1.0) and (prob > 0).all()
+        mesh = lib.visual_mesh(name)
+        com = mesh.center_mass if mesh.is_watertight else trimesh.Trimesh(lib.hull_points(name)).convex_hull.center_mass
+        for R in rot:
+            assert np.allclose(R @ R.T, np.eye(3), atol=1e-9) and np.isclose(np.linalg.det(R), 1.0)
+            pts = lib.hull_points(name) @ R.T
+            base = pts[pts[:, 2] < pts[:, 2].min() + 1e-4][:, :2]
+            c = (np.asarray(com) @ R.T)[:2]
+            if len(base) >= 3 and np.linalg.matrix_rank(base - base[0], tol=1e-6) == 2:
+                hull = Delaunay(base[ConvexHull(base).vertices])
+                assert hull.find_simplex(c) >= 0 or np.min(np.linalg.norm(base - c, axis=1)) < 2e-3, name
+
+
+def test_objects_start_upright_or_in_stable_poses_and_stay_there():
+    """upright_share=1: every object that says which axis is up starts with it vertical, just
+    above the floor, and a sparse scene settles with (nearly) all of them still upright."""
+    cfg = compose(["objects.asset_sets=[pybullet]", "objects.count=3", "objects.upright_share=1",
+                   "objects.stable_pose_share=0", "distractors.count=0"])
+    pipe = Pipeline(cfg)
+    start = settled = upright = 0
+    for i in range(10):
+        sc0 = pipe.sample(i)
+        sc1, _ = pipe.sample_and_settle(i)
+        for o0, o1 in zip(sc0.objects, sc1.objects):
+            U = pipe.library.upright(o0.asset)
+            if U is None:
+                continue
+            axis = U.T @ [0.0, 0.0, 1.0]  # the model's up axis
+            start += (o0.pose[:3, :3] @ axis)[2] > 0.999
+            lowest = (pipe.library.hull_points(o0.asset) * o0.scale[0] @ o0.pose[:3, :3].T)[:, 2].min() + o0.pose[2, 3]
+            assert 0 <= lowest <= 0.0031  # set down a few mm above the floor, not dropped
+            settled += 1
+            upright += (o1.pose[:3, :3] @ axis)[2] > 0.8  # still standing (the teddy leans back ~25 deg)
+    assert start == settled >= 20 and upright >= 0.9 * settled
+    with pytest.raises(ConfigError, match="sum <= 1"):
+        compose(["objects.upright_share=0.7", "objects.stable_pose_share=0.5"])
+
+
 def test_distractors_are_unlabeled_and_separate():
     pipe = Pipeline(compose(["distractors.count=4", "objects.count=5"]))
     sc = pipe.sample(0)
