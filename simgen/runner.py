@@ -27,6 +27,7 @@ from .writers.coco import ANNOTATIONS_FILE
 
 log = logging.getLogger("simgen")
 
+
 @dataclass
 class Summary:
     output_dir: str
