@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.simgen-installed
 
-.PHONY: demo test test-fast bench bench-memory clean
+.PHONY: demo test test-fast bench bench-memory bench-transfer clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ bench: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(PY) bench/memory.py
+
+# Transfer benchmark (docs/transfer.md): Blender's bpy in a virtualenv of its own, never in .venv.
+BPY_VENV ?= .venv-bpy
+BPY_STAMP := $(BPY_VENV)/.bpy-installed
+TRANSFER_ARGS ?=
+
+$(BPY_STAMP): bench/transfer/requirements-bpy.txt
+	python3.11 -m venv $(BPY_VENV)
+	$(BPY_VENV)/bin/pip install -q -r bench/transfer/requirements-bpy.txt
+	touch $(BPY_STAMP)
+
+bench-transfer: $(STAMP) $(BPY_STAMP)
+	$(PY) bench/transfer/run.py --bpy-python $(BPY_VENV)/bin/python $(TRANSFER_ARGS)
 
 clean:
 	rm -rf out build dist *.egg-info
