@@ -106,7 +106,7 @@ class MaterialsConfig:
     value: Any = dist([0.35, 1.0])
     metallic: Any = dist(0.0)
     roughness: Any = dist([0.3, 0.9])
-    texture: Any = dist("none")  # none | noise | checker | stripes | gradient | image, or a {choice: ...}
+    texture: Any = dist("none")  # none | noise | checker | stripes | gradient | wood | tiles | marble | cells | image, or a {choice: ...}
     texture_scale: Any = dist([8.0, 30.0])  # pattern repeats per metre
     texture_dir: Optional[str] = None  # images for texture=image
     per: str = "object"  # object: each instance its own material; class: one per class and image
@@ -124,7 +124,7 @@ class FloorConfig:
 
 @dataclass
 class BackgroundConfig:
-    kind: Any = dist("solid")  # solid | gradient | noise | checker | stripes | image, or a {choice: ...}
+    kind: Any = dist("solid")  # solid | any materials.texture pattern | image, or a {choice: ...}
     value: Any = dist([0.2, 0.8])
     saturation: Any = dist([0.0, 0.3])
     scale: Any = dist([2.0, 12.0])  # pattern repeats across the image
@@ -493,10 +493,10 @@ def _available_scenes() -> List[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def _available_presets() -> List[str]:
+def _available_presets(group: str = "edge_cases") -> List[str]:
     from importlib import resources
 
-    root = resources.files("simgen.conf") / "edge_cases"
+    root = resources.files("simgen.conf") / group
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -519,6 +519,10 @@ def _explain_hydra_error(exc: Exception, overrides: List[str]) -> str:
         wanted = text.split("edge_cases/")[1].split("'")[0]
         return (f"unknown edge_cases preset '{wanted}'; available: {', '.join(_available_presets())} "
                 f"(fix: edge_cases=<one of them> or edge_cases=[a,b])")
+    if "Could not find 'preset/" in text:
+        wanted = text.split("preset/")[1].split("'")[0]
+        return (f"unknown preset '{wanted}'; available: {', '.join(_available_presets('preset'))} "
+                f"(fix: preset=<one of them>)")
     if "Could not find 'scene/" in text or "scene/" in first and "not found" in first.lower():
         wanted = first.split("scene/")[-1].split("'")[0]
         return (f"unknown scene '{wanted}'; available scenes: {', '.join(_available_scenes())} "
@@ -563,8 +567,10 @@ def _full_key(text: str) -> Optional[str]:
 
 def validate(cfg) -> None:
     """Check values a type system cannot: ranges, signs, known names. Raise ConfigError."""
+    from omegaconf import DictConfig, ListConfig
     from .distributions import check_choice, check_range
     from .distributions import parse as dist_parse
+    from .textures import PROCEDURAL
 
     def need(cond: bool, msg: str) -> None:
         if not cond:
@@ -645,7 +651,8 @@ def validate(cfg) -> None:
     if ob.placement == "fixed":
         need(len(ob.fixed) > 0, "objects.placement=fixed needs a non-empty objects.fixed list")
         for i, f in enumerate(ob.fixed):
-            need(isinstance(f.get("asset"), str) and f.get("position") is not None and len(f.position) == 3,
+            need(isinstance(f, DictConfig) and isinstance(f.get("asset"), str)
+                 and isinstance(f.get("position"), ListConfig) and len(f.position) == 3,
                  f"objects.fixed[{i}] needs asset: <name> and position: [x, y, z]")
     if ob.placement == "shelf":
         need(cfg.container.kind == "shelf", "objects.placement=shelf needs container.kind=shelf")
@@ -668,7 +675,7 @@ def validate(cfg) -> None:
     ma = cfg.materials
     for k in ("hue", "saturation", "value", "metallic", "roughness"):
         check_range(f"materials.{k}", ma[k], low=0.0, high=1.0 if k != "hue" else None)
-    textures = ("none", "noise", "checker", "stripes", "gradient", "image")
+    textures = ("none", *PROCEDURAL, "image")
     check_choice("materials.texture", ma.texture, textures)
     check_range("materials.texture_scale", ma.texture_scale, low=1e-3)
     need(ma.per in ("object", "class"), f"materials.per must be object or class, got '{ma.per}'")
@@ -679,7 +686,7 @@ def validate(cfg) -> None:
     check_choice("floor.texture", fl.texture, textures)
     check_range("floor.texture_scale", fl.texture_scale, low=1e-3)
     bg = cfg.background
-    check_choice("background.kind", bg.kind, ("solid", "gradient", "noise", "checker", "stripes", "image"))
+    check_choice("background.kind", bg.kind, ("solid", *PROCEDURAL, "image"))
     check_range("background.value", bg.value, low=0.0, high=1.0)
     check_range("background.saturation", bg.saturation, low=0.0, high=1.0)
     check_range("background.scale", bg.scale, low=1.0)
@@ -693,7 +700,8 @@ def validate(cfg) -> None:
     check_range("lights.temperature_k", li.temperature_k, low=1000.0, high=40000.0)
     need(0.0 <= li.shadow_probability <= 1.0, "lights.shadow_probability must be in [0, 1]")
     for i, f in enumerate(li.fixed):
-        need(f.get("kind") in ("directional", "point", "spot") and f.get("position") is not None,
+        need(isinstance(f, DictConfig) and f.get("kind") in ("directional", "point", "spot")
+             and f.get("position") is not None,
              f"lights.fixed[{i}] needs kind: directional|point|spot and position: [x, y, z]")
     for k in ("directional_intensity", "point_intensity", "distance"):
         check_range(f"lights.{k}", li[k], low=0.0)
