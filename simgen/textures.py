@@ -16,7 +16,10 @@ import numpy as np
 from .errors import AssetError
 from .spec import TextureSpec
 
-PROCEDURAL = ("noise", "checker", "stripes", "gradient")
+PROCEDURAL = ("noise", "checker", "stripes", "gradient", "wood", "tiles", "marble", "cells")
+# wood: growth rings warped by noise; tiles: square tiles with grout lines and a little
+# tone per tile; marble: veins (a sine warped by turbulent noise); cells: stones or
+# pebbles (a periodic Voronoi pattern). All tile seamlessly, like the first four.
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -91,6 +94,28 @@ def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator)
     def spread(profile):  # a profile along x (u) or y (v) as a (size, size) view
         return np.broadcast_to(profile[None, :] if along_x else profile[:, None], (size, size))
 
+    if tex.kind in ("wood", "marble"):
+        import cv2
+
+        # a smooth periodic warp field (1-4 cycles per tile), made small and upsampled
+        warp = _periodic_noise(rng, 64, 1.0, octaves=2 if tex.kind == "wood" else 3)
+        warp = cv2.resize(warp, (size, size), interpolation=cv2.INTER_CUBIC)
+        u = np.broadcast_to(t[None, :] if along_x else t[:, None], (size, size))
+        if tex.kind == "wood":  # growth rings: 4 n per tile along one axis, bent by the warp
+            ring = (u * 4 * n + 2.0 * warp) % 1.0
+            return ring ** 4
+        vein = np.abs(np.sin(np.pi * (u * n + 3.0 * warp)))  # integral n: periodic
+        return (1.0 - vein) ** 8
+    if tex.kind == "tiles":
+        k = np.floor(t * n)
+        frac = (t * n) % 1.0
+        grout = 0.06
+        line = (frac < grout)[None, :] | (frac < grout)[:, None]
+        tone = rng.random((n, n)) * 0.25  # each tile a slightly different shade of colors[0]
+        m = tone[k.astype(int)[:, None], k.astype(int)[None, :]]
+        return np.where(line, 1.0, m)
+    if tex.kind == "cells":  # stones: 3 n across, 4-17 cm on a floor at its default scales
+        return _cells(size, 3 * n, rng)
     if tex.kind == "checker":
         f = np.floor(t * n)
         return (f[None, :] + f[:, None]) % 2
@@ -99,6 +124,27 @@ def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator)
     if tex.kind == "gradient":
         return spread(np.abs(2 * ((t * n) % 1.0) - 1.0))  # triangle wave: no seams
     raise ValueError(f"unknown procedural texture {tex.kind!r}")
+
+
+def _cells(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size) periodic Voronoi pattern, about n x n cells: a random tone per cell, 1 on
+    the borders (where the nearest and second-nearest seeds are about as far; distances on a
+    torus, so the tile repeats)."""
+    import cv2
+    from scipy.spatial import cKDTree
+
+    count = max(4, n * n)
+    seeds = rng.random((count, 2))
+    tone = rng.random(count) * 0.35
+    res = min(size, 256)
+    g = (np.arange(res) + 0.5) / res
+    gx, gy = np.meshgrid(g, g)
+    d, near = cKDTree(seeds, boxsize=1.0).query(np.column_stack([gx.ravel(), gy.ravel()]), k=2)
+    edge = np.clip(1.0 - (d[:, 1] - d[:, 0]) * n * 12.0, 0.0, 1.0)
+    m = np.maximum(tone[near[:, 0]], edge).reshape(res, res)
+    if res < size:
+        m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
+    return m
 
 
 NOISE_RES = 512  # noise fields' largest side: frequencies up to 256 cycles across (4 octaves of scale 16)
@@ -119,6 +165,8 @@ def _mix(tex: TextureSpec, m: np.ndarray) -> np.ndarray:
     if m.ndim == 2 and m.strides[1] == 0 and m.shape[1] > 1:
         return np.ascontiguousarray(np.broadcast_to(_mix(tex, np.ascontiguousarray(m[:, :1])), m.shape + (3,)))
     c = np.asarray(tex.colors, dtype=np.float64)
+    if tex.kind in ("wood", "marble"):  # grain and veins: a darker shade of the first colour, tinted by the second
+        c = np.stack([c[0], 0.55 * c[0] + 0.15 * c[1]])
     om = 1 - m
     acc, tmp = np.empty(m.shape), np.empty(m.shape)
     out = np.empty(m.shape + (3,), dtype=np.uint8)

@@ -339,3 +339,28 @@ def test_noise_fields_stay_small_at_any_image_size(monkeypatch):
     tile = textures.texture_tile(spec)
     assert sizes[-1] == 256 and tile.shape == (256, 256, 3)
     assert (tile[0] != tile[-1]).any() and np.abs(tile[0].astype(int) - tile[-1].astype(int)).mean() < 8  # periodic
+
+
+@pytest.mark.parametrize("kind", __import__("simgen.textures", fromlist=["PROCEDURAL"]).PROCEDURAL)
+@pytest.mark.parametrize("scale", [2.0, 7.0])
+def test_every_procedural_texture_tiles_without_a_seam_and_uses_both_colours(kind, scale):
+    """A floor or object texture repeats its 256-px tile: the step across the wrap (last row ->
+    first row, last column -> first column) is no larger than the steps between neighbouring
+    rows or columns inside the tile (the largest of them for the axis-aligned patterns, whose
+    cell edges fall on the wrap; the 90th percentile for the others); same seed, same bytes."""
+    from simgen import textures
+    from simgen.spec import TextureSpec
+
+    colors = np.array([[0.8, 0.6, 0.3], [0.1, 0.2, 0.7]], np.float32)
+    spec = TextureSpec(kind, colors, scale=scale, seed=11, angle_deg=25.0)
+    tile = textures.texture_tile(spec).astype(np.int64)
+    assert tile.shape == (256, 256, 3)
+    assert np.array_equal(tile, textures.texture_tile(spec))
+    for axis in (0, 1):
+        inner = np.abs(np.diff(tile, axis=axis)).mean(axis=(1 - axis, 2))
+        seam = np.abs(np.take(tile, 0, axis=axis) - np.take(tile, -1, axis=axis)).mean()
+        limit = inner.max() if kind in ("checker", "stripes", "tiles") else np.percentile(inner, 90)
+        assert seam <= 1.5 * limit + 1.0, (kind, axis, seam, limit)
+    assert tile.std(axis=(0, 1)).max() > 5  # a pattern, not a flat colour
+    bg = textures.background_image(spec, 320, 240)
+    assert bg.shape == (240, 320, 3) and bg.dtype == np.uint8 and bg.std() > 5
