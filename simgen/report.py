@@ -148,7 +148,7 @@ class _Survey:
                 self.flags["degenerate_boxes"].append(name)
         else:
             self.flags["no_labeled_object"].append(name)
-        self.conditions.update(img.get("conditions") or {})
+        self.conditions.update(list(img.get("conditions") or {}))  # names; the values are their parameters
         settle = img.get("settle") or {}
         self.not_converged += not settle.get("converged", True)
         self.resampled += settle.get("attempts", 1) - 1

@@ -38,8 +38,8 @@ def test_probability_zero_never_fires_one_always():
 
 
 def test_conditions_do_not_shift_each_other():
-    a = compose(["edge_cases.fog={p:0.5}", "edge_cases.jpeg={p:0.5}"])
-    b = compose(["edge_cases.fog={p:0.5}", "edge_cases.jpeg={p:0.5}", "edge_cases.defocus={p:1.0}"])
+    a = compose(["edge_cases=none", "edge_cases.fog={p:0.5}", "edge_cases.jpeg={p:0.5}"])
+    b = compose(["edge_cases=none", "edge_cases.fog={p:0.5}", "edge_cases.jpeg={p:0.5}", "edge_cases.defocus={p:1.0}"])
     for i in range(30):
         fa = {f.name: f.params for f in effects.sample(a, 0, i)}
         fb = {f.name: f.params for f in effects.sample(b, 0, i) if f.name != "defocus"}

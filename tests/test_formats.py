@@ -240,6 +240,8 @@ def test_bop_export_reprojects_models_onto_masks(tmp_path, monkeypatch):
             if full.sum() < 200 or info[im][k]["bbox_obj"] != info[im][k]["bbox_obj"]:
                 continue
             ys, xs = np.nonzero(full)
+            if xs.min() == 0 or ys.min() == 0 or xs.max() == full.shape[1] - 1 or ys.max() == full.shape[0] - 1:
+                continue  # cut by the frame: the projection runs on past the mask
             # the projected model's extent equals the mask's within a pixel
             assert abs(uv[:, 0].min() - xs.min()) < 1.5 and abs(uv[:, 0].max() - xs.max()) < 1.5
             assert abs(uv[:, 1].min() - ys.min()) < 1.5 and abs(uv[:, 1].max() - ys.max()) < 1.5
