@@ -100,20 +100,17 @@ def _pattern(tex: TextureSpec, size: int, reps: float, rng: np.random.Generator)
         # a smooth periodic warp field (1-4 cycles per tile), made small and upsampled
         warp = _periodic_noise(rng, 64, 1.0, octaves=2 if tex.kind == "wood" else 3)
         warp = cv2.resize(warp, (size, size), interpolation=cv2.INTER_CUBIC)
-        u = np.broadcast_to(t[None, :] if along_x else t[:, None], (size, size))
+        u = spread(t)
         if tex.kind == "wood":  # growth rings: 4 n per tile along one axis, bent by the warp
             ring = (u * 4 * n + 2.0 * warp) % 1.0
             return ring ** 4
         vein = np.abs(np.sin(np.pi * (u * n + 3.0 * warp)))  # integral n: periodic
         return (1.0 - vein) ** 8
     if tex.kind == "tiles":
-        k = np.floor(t * n)
-        frac = (t * n) % 1.0
-        grout = 0.06
-        line = (frac < grout)[None, :] | (frac < grout)[:, None]
+        k = np.floor(t * n).astype(int)
+        grout = (t * n) % 1.0 < 0.06
         tone = rng.random((n, n)) * 0.25  # each tile a slightly different shade of colors[0]
-        m = tone[k.astype(int)[:, None], k.astype(int)[None, :]]
-        return np.where(line, 1.0, m)
+        return np.where(grout[None, :] | grout[:, None], 1.0, tone[k[:, None], k[None, :]])
     if tex.kind == "cells":  # stones: 3 n across, 4-17 cm on a floor at its default scales
         return _cells(size, 3 * n, rng)
     if tex.kind == "checker":
