@@ -77,8 +77,13 @@ class ObjectsConfig:
     # by probability), both at any yaw; the rest fall from a uniformly random orientation
     upright_share: float = 0.6
     stable_pose_share: float = 0.3
-    placement: str = "drop"  # drop (physics) | float (in front of the camera) | shelf | fixed
+    placement: str = "drop"  # drop (physics) | float (in front of the camera) | coverage | shelf | fixed
     float_distance: Any = dist([0.5, 1.4])  # float: metres from the camera
+    # placement=coverage: objects float in front of the camera, each class's orientations
+    # relative to the camera and apparent sizes stratified over the dataset (classes dealt
+    # round-robin as with balance=true); size: the bounding sphere's diameter as a share of
+    # the image's shorter side, log-uniform in [low, high]
+    coverage_size: List[float] = field(default_factory=lambda: [0.08, 0.7])
     class_weights: Dict[str, float] = field(default_factory=dict)  # category -> weight (default 1)
     balance: bool = False  # every class gets about the same number of instances over the dataset
     fixed: List[Any] = field(default_factory=list)  # placement=fixed: [{asset, position, rotation_deg, scale, color}]
@@ -638,14 +643,18 @@ def validate(cfg) -> None:
     need(ob.spawn_radius >= 0, "objects.spawn_radius must be >= 0")
     need(ob.spread_tries >= 1, f"objects.spread_tries must be >= 1, got {ob.spread_tries} (fix: objects.spread_tries=10)")
     need(len(ob.asset_sets) > 0, "objects.asset_sets is empty (fix: objects.asset_sets=[primitives])")
-    placements = ("drop", "float", "shelf", "fixed")
+    placements = ("drop", "float", "coverage", "shelf", "fixed")
     need(ob.placement in placements, f"objects.placement must be one of {', '.join(placements)}, got "
          f"'{ob.placement}'")
     check_range("objects.float_distance", ob.float_distance, low=1e-3)
-    need(ob.placement != "float" or cam.views_per_scene == 1,
+    need(ob.placement not in ("float", "coverage") or cam.views_per_scene == 1,
          f"camera.views_per_scene={cam.views_per_scene} needs objects placed in the world, but "
-         f"objects.placement=float places them in front of one camera (fix: camera.views_per_scene=1, or "
+         f"objects.placement={ob.placement} places them in front of one camera (fix: camera.views_per_scene=1, or "
          f"objects.placement=drop)")
+    cs = list(ob.coverage_size)
+    need(len(cs) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
+         and 0 < cs[0] <= cs[1] <= 4, f"objects.coverage_size must be [low, high] with 0 < low <= high <= 4 "
+         f"(shares of the image's shorter side), got {cs} (fix: objects.coverage_size=[0.08,0.7])")
     for k, w in ob.class_weights.items():
         need(w >= 0, f"objects.class_weights.{k} must be >= 0, got {w}")
     if ob.placement == "fixed":

@@ -65,7 +65,12 @@ def matrix_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """(3,3) rotation drawn uniformly from SO(3) (Shoemake's method)."""
-    u1, u2, u3 = rng.random(3)
+    return rotation_from_unit_cube(*rng.random(3))
+
+
+def rotation_from_unit_cube(u1: float, u2: float, u3: float) -> np.ndarray:
+    """Shoemake's map from the unit cube to SO(3): it carries the uniform measure to the
+    uniform (Haar) measure, so evenly spread points of the cube give evenly spread rotations."""
     q = [np.sqrt(1 - u1) * np.sin(2 * np.pi * u2), np.sqrt(1 - u1) * np.cos(2 * np.pi * u2),
          np.sqrt(u1) * np.sin(2 * np.pi * u3), np.sqrt(u1) * np.cos(2 * np.pi * u3)]
     return quat_xyzw_to_matrix(q)

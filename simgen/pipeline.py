@@ -121,7 +121,7 @@ class Pipeline:
 
     def settle(self, scene: SceneSpec):
         cfg = self.cfg
-        if not cfg.physics.enabled or not scene.objects or cfg.objects.placement in ("float", "fixed"):
+        if not cfg.physics.enabled or not scene.objects or cfg.objects.placement in ("float", "coverage", "fixed"):
             return scene, SettleReport(True, 0, 0.0, 0.0)
         return self.physics.settle(scene, self.all_assets, cfg.physics)
 
@@ -152,7 +152,7 @@ class Pipeline:
         if views > 1:  # this view's own camera (with one view, the scene's camera is the image's)
             scene = replace(scene, camera=sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt)))
         need = int(cfg.camera.min_visible_objects)
-        if need > 0 and cfg.objects.placement != "float":
+        if need > 0 and cfg.objects.placement not in ("float", "coverage"):
             for t in range(1, int(cfg.camera.max_tries) + 1):
                 if objects_in_view(scene.camera, scene.objects) >= need:
                     break

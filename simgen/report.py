@@ -19,6 +19,32 @@ HEATMAP_BINS = 16
 
 PIXEL_CHUNK = 64  # images per task of the pixel pass
 
+# Coverage: where the camera is seen from in the object's own frame (8 azimuth sectors x 4
+# bands of equal height in z: 32 cells of equal area on the sphere), and the object's size in
+# frame (its amodal box's longer side as a share of the image's shorter side).
+VIEW_AZIMUTHS, VIEW_BANDS = 8, 4
+VIEW_BINS = VIEW_AZIMUTHS * VIEW_BANDS
+COVERAGE_SIZE_EDGES = (0.0, 0.04, 0.08, 0.16, 0.32, 0.64)  # the last bin is open above
+
+
+def view_bin(R_m2c, t_m2c) -> Optional[int]:
+    """The equal-area cell (0..VIEW_BINS-1) of the direction from the object to the camera,
+    in the object's model frame; None when the camera sits at the object's origin."""
+    R, t = np.asarray(R_m2c, float).reshape(3, 3), np.asarray(t_m2c, float).reshape(3)
+    v = -R.T @ t
+    n = float(np.linalg.norm(v))
+    if not n > 0:
+        return None
+    v = v / n
+    az = int((np.arctan2(v[1], v[0]) + np.pi) / (2 * np.pi) * VIEW_AZIMUTHS) % VIEW_AZIMUTHS
+    band = min(int((v[2] + 1.0) / 2.0 * VIEW_BANDS), VIEW_BANDS - 1)
+    return band * VIEW_AZIMUTHS + az
+
+
+def size_bin(box, width: int, height: int) -> int:
+    share = max(float(box[2]), float(box[3])) / max(1, min(int(width), int(height)))
+    return int(np.searchsorted(COVERAGE_SIZE_EDGES, share, side="right")) - 1
+
 
 def _image_rgb(path: str) -> Optional[np.ndarray]:
     from .io import read_png
@@ -121,6 +147,8 @@ class _Survey:
         self.flags: Dict[str, list] = {k: [] for k in FLAGS}
         self.names: List[str] = []  # of the hashed images, for the near-duplicate pairs
         self.hashes: List[int] = []
+        # per class: instances by (view cell, size bin), of those with a pose
+        self.cover = {k: np.zeros((VIEW_BINS, len(COVERAGE_SIZE_EDGES)), np.int64) for k in self.cats}
 
     def add(self, img: dict, anns: List[dict], row: Optional[tuple]) -> None:
         t, cats, name = self.t, self.cats, img["file_name"]
@@ -144,6 +172,13 @@ class _Survey:
             for hist, key, default in ((self.vis, "visibility", 1.0), (self.trunc, "truncation", 0.0)):
                 v = np.array([a.get(key, default) for a in anns], float)
                 np.add.at(hist, np.clip((v * 10).astype(int), 0, 9), 1)  # [0, 0.1), ..., [0.9, 1.0]
+            for a in anns:
+                pose = a.get("pose")
+                if pose and a["category_id"] in self.cover:
+                    v = view_bin(pose["R_m2c"], pose["t_m2c"])
+                    if v is not None:
+                        self.cover[a["category_id"]][v, size_bin(a.get("amodal_bbox") or a["bbox"], img["width"],
+                                                                 img["height"])] += 1
             if min(min(a["bbox"][2], a["bbox"][3]) for a in anns) <= t["degenerate_box_px"]:
                 self.flags["degenerate_boxes"].append(name)
         else:
@@ -185,12 +220,30 @@ class _Survey:
             "truncation_hist": {"edges": edges, "counts": self.trunc.tolist()},
             "conditions": dict(sorted(self.conditions.items())),
             "settle": {"not_converged": self.not_converged, "resampled": self.resampled},
+            "coverage": self.coverage(),
         }
         if with_pixels:
             stats["brightness_hist"] = {"edges": list(BRIGHTNESS_EDGES), "counts": self.bright.tolist()}
             stats["mean_brightness"] = round(self.bright_sum / self.read, 6) if self.read else 0.0
             stats["mean_rgb"] = (self.rgb_sum / self.read).round(4).tolist() if self.read else [0, 0, 0]
         return stats
+
+    def coverage(self) -> dict:
+        """Per class: how many of the VIEW_BINS view cells, of the size bins and of their
+        pairs hold an instance, and how evenly the views are spread (the entropy of the view
+        histogram over its maximum, log VIEW_BINS: 1 is uniform, 0 one cell)."""
+        per = {}
+        for k in sorted(self.cats):
+            h = self.cover[k]
+            n = int(h.sum())
+            views = h.sum(axis=1)
+            p = views[views > 0] / n if n else np.zeros(0)
+            per[self.cats[k]] = {"instances": n, "views": int((views > 0).sum()), "sizes": int((h.sum(axis=0) > 0).sum()),
+                                 "cells": int((h > 0).sum()),
+                                 "view_evenness": round(float(-(p * np.log(p)).sum() / np.log(VIEW_BINS)), 4),
+                                 "size_counts": h.sum(axis=0).tolist()}
+        return {"view_bins": VIEW_BINS, "size_edges": list(COVERAGE_SIZE_EDGES),
+                "cells": VIEW_BINS * len(COVERAGE_SIZE_EDGES), "per_class": per}
 
     def quality_flags(self, dataset: str) -> Dict[str, list]:
         flags = {k: list(v) for k, v in self.flags.items()}
@@ -403,6 +456,18 @@ def write_report(dataset: str, out_dir: str, against: Optional[str] = None,
         parts.append(f"<p>Render: {r.get('images_per_second')} images/s with {r.get('workers')} worker(s) on "
                      f"{html.escape(str(r.get('gl_renderer')))}; {stats['settle']['not_converged']} scenes did not "
                      f"settle, {stats['settle']['resampled']} resampled.</p>")
+    cov = stats["coverage"]
+    parts.append(f"<h2>Coverage</h2><p>Per class: view directions in the object's frame ({cov['view_bins']} cells of "
+                 f"equal area), sizes in frame (longer box side / shorter image side, bins from "
+                 f"{', '.join(str(e) for e in cov['size_edges'])}) and their pairs ({cov['cells']}) that hold an "
+                 f"instance; evenness 1 is a uniform spread over the view cells.</p><table><tr><th>class</th>"
+                 f"<th>instances</th><th>views</th><th>sizes</th><th>view x size</th><th>evenness</th></tr>")
+    nsz = len(cov["size_edges"])
+    for name, c in cov["per_class"].items():
+        parts.append(f"<tr><td>{html.escape(name)}</td><td>{c['instances']}</td><td>{c['views']}/{cov['view_bins']}"
+                     f"</td><td>{c['sizes']}/{nsz}</td><td>{c['cells']}/{cov['cells']}</td>"
+                     f"<td>{c['view_evenness']:.2f}</td></tr>")
+    parts.append("</table>")
     parts.append("<h2>Quality flags</h2><ul>")
     for name, items in flags.items():
         parts.append(f"<li><b>{name}</b>: {len(items)}" +

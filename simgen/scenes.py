@@ -3,8 +3,10 @@
 Each randomized factor draws from its own stream, ``default_rng([seed, index, factor])``
 (plus the attempt number when a scene is resampled), so pinning one factor never changes
 what the others sample. Placements: ``drop`` (above the floor or into a bin, for physics),
-``shelf`` (on shelf boards), ``float`` (anywhere in front of the camera, no physics) and
-``fixed`` (every value pinned in the config).
+``shelf`` (on shelf boards), ``float`` (anywhere in front of the camera, no physics),
+``coverage`` (in front of the camera, each class's orientations relative to the camera and
+apparent sizes stratified over the dataset, no physics) and ``fixed`` (every value pinned in
+the config).
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ import numpy as np
 
 from .assets import AssetLibrary
 from .distributions import parse, sample_float, sample_int
-from .geometry import intrinsics_from_fov, look_at, pose_matrix, project, random_rotation
+from .geometry import intrinsics_from_fov, look_at, pose_matrix, project, random_rotation, rotation_from_unit_cube
 from .spec import CameraSpec, LightSpec, ObjectSpec, SceneSpec, StaticSpec, TextureSpec, _frozen
 from .textures import hsv_to_rgb, kelvin_to_rgb, list_images
 
 _FACTORS = {"objects": 1, "poses": 2, "lights": 3, "camera": 4, "materials": 5, "count": 6,
-            "distractors": 7, "background": 8, "balance": 9, "physics": 10, "effects": 11, "split": 12}
+            "distractors": 7, "background": 8, "balance": 9, "physics": 10, "effects": 11, "split": 12,
+            "coverage": 13}
 # OpenCV-style look-at -> a light frame (pyrender lights shine along their -z axis).
 _LIGHT_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -92,7 +95,7 @@ def object_count(cfg, seed: int, index: int) -> int:
 def _choose_assets(cfg, library: AssetLibrary, seed: int, index: int, n: int, rng: np.random.Generator) -> List[str]:
     cats = library.categories
     by_cat = {c: [a for a in library.names if library.assets[a].category == c] for c in cats}
-    if cfg.objects.balance:
+    if cfg.objects.balance or cfg.objects.placement == "coverage":
         block, start = _BALANCE.start(cfg, seed, index)
         out = []
         for j in range(n):
@@ -309,6 +312,67 @@ def _float_poses(cfg, camera: CameraSpec, radii: Sequence[float], rng: np.random
     return poses
 
 
+# placement=coverage: per (seed, class, balance block), a scrambled Sobol sequence in 4
+# dimensions: 3 give the orientation relative to the camera (Shoemake's map), 1 the size.
+COVERAGE_DIMS = 4
+
+
+@lru_cache(maxsize=64)
+def _coverage_points(seed: int, category: str, block: int, m: int) -> np.ndarray:
+    """The first 2**m points (2**m, COVERAGE_DIMS) of the class's sequence in this block (a
+    larger m gives the same points first: a Sobol sequence's prefix does not depend on how
+    many are drawn)."""
+    from scipy.stats import qmc
+
+    eng = qmc.Sobol(COVERAGE_DIMS, scramble=True,
+                    seed=np.random.default_rng([int(seed), _FACTORS["coverage"], zlib.crc32(category.encode()),
+                                                int(block)]))
+    return eng.random_base2(m)
+
+
+def coverage_point(seed: int, category: str, block: int, rank: int) -> np.ndarray:
+    """Point ``rank`` of the class's stratified sequence in balance block ``block``: the
+    class's rank-th object in the block (classes are dealt round-robin, so each class's
+    objects take consecutive points, and any 2**k consecutive ones from the start cover the
+    unit cube evenly)."""
+    m = max(6, int(rank).bit_length())
+    return _coverage_points(int(seed), category, int(block), m)[int(rank)]
+
+
+def coverage_ranks(cfg, library: AssetLibrary, seed: int, index: int, n: int) -> Tuple[int, List[int]]:
+    """(block, per object slot of image ``index``: its class's rank within the block)."""
+    block, start = _BALANCE.start(cfg, seed, index)
+    return block, [(start + j) // len(library.categories) for j in range(n)]
+
+
+def _coverage_poses(cfg, camera: CameraSpec, radii: Sequence[float], points: Sequence[np.ndarray],
+                    rng: np.random.Generator) -> List[np.ndarray]:
+    """Each object turned to the camera by its point's rotation (so its model-to-camera
+    rotation is that rotation) at the distance where its bounding sphere spans its point's
+    share of the image's shorter side (log-uniform over objects.coverage_size); centred on
+    a random pixel, retried (bounded) away from the objects placed before it."""
+    lo, hi = (float(v) for v in cfg.objects.coverage_size)
+    f = float(camera.K[1, 1])
+    short = min(camera.width, camera.height)
+    Kinv = np.linalg.inv(camera.K)
+    Rc = np.asarray(camera.pose)[:3, :3]
+    placed: List[Tuple[np.ndarray, float]] = []
+    poses = []
+    for r, pt in zip(radii, points):
+        share = math.exp(math.log(lo) + float(pt[3]) * (math.log(hi) - math.log(lo)))
+        d = max(2 * r * f / (share * short), float(camera.znear) + r)
+        for _ in range(50):
+            u = rng.uniform(0.05, 0.95) * camera.width
+            v = rng.uniform(0.05, 0.95) * camera.height
+            ray = Kinv @ [u, v, 1.0]
+            p = Rc @ (ray / ray[2] * d) + camera.pose[:3, 3]
+            if all(np.linalg.norm(p - q) >= r + qr for q, qr in placed):
+                break
+        placed.append((p, r))
+        poses.append(pose_matrix(Rc @ rotation_from_unit_cube(*pt[:3]), p))
+    return poses
+
+
 def _euler_deg(angles) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
@@ -421,6 +485,10 @@ def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int
         n = object_count(cfg, seed, index)
         for name in _choose_assets(cfg, library, seed, index, n, rng_o):
             specs.append({"asset": name, "scale": sample_float(ob.scale, rng_o, "objects.scale")})
+        if ob.placement == "coverage":
+            block, ranks = coverage_ranks(cfg, library, seed, index, n)
+            for sp, rank in zip(specs, ranks):
+                sp["coverage"] = coverage_point(seed, library.assets[sp["asset"]].category, block, rank)
     objects = _build(cfg, library, specs, camera, rng_p, rng_m, seed, index, first_id=1)
     if distractor_library is not None:
         rng_d = factor_rng(seed, index, "distractors", attempt)
@@ -457,7 +525,9 @@ def _build(cfg, library: AssetLibrary, specs: List[dict], camera: CameraSpec, rn
     radii = [_radius(library, s["asset"]) * s["scale"] for s in specs]
     if ob.placement == "fixed" and first_id > 0:
         poses = [s["pose"] for s in specs]
-    elif ob.placement == "float":
+    elif ob.placement == "coverage" and first_id > 0:
+        poses = _coverage_poses(cfg, camera, radii, [s["coverage"] for s in specs], rng_p)
+    elif ob.placement in ("float", "coverage"):  # coverage: its distractors float at random
         poses = _float_poses(cfg, camera, radii, rng_p)
     else:
         share = float(ob.upright_share) + float(ob.stable_pose_share) if ob.placement == "drop" else 0.0

@@ -53,14 +53,17 @@ ABLATIONS = {
     "camera": ["camera.distance=1.2", "camera.elevation_deg=50", "camera.fov_deg=50"],
     "scale": ["objects.scale=1.0"],
     "count": ["objects.count=8"],
+    "textures": ["floor.texture=none", "background.kind=solid"],
+    "near": ["camera.distance=[0.9,1.5]", "camera.elevation_deg=[30,70]", "camera.look_at_jitter=0.05"],
+    "distractors": ["distractors.count=0"],
+    "effects": ["edge_cases=none"],
 }
 # The opposite direction: extra randomization that simgen has but does not switch on by default.
 VARIANTS = {
-    "textures": ["floor.texture={choice:[none,noise,checker,stripes,gradient]}",
-                 "background.kind={choice:[solid,gradient,noise,checker,stripes]}"],
-    "distractors": ["distractors.count=[0,3]"],
     "effects": ["edge_cases=mixed"],
-    "near": ["camera.distance=[0.35,1.3]", "camera.elevation_deg=[12,85]", "camera.look_at_jitter=0.15"],
+    "randomized": ["preset=randomized"],
+    "realistic": ["preset=realistic"],
+    "coverage": ["preset=coverage"],
 }
 
 
