@@ -2,25 +2,37 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+CORE   := $(VENV)/.simgen-core
 STAMP  := $(VENV)/.simgen-installed
 
-.PHONY: demo test test-fast bench bench-memory bench-transfer clean
+.PHONY: demo test lint test-fast bench bench-memory bench-transfer clean
 
-$(STAMP): pyproject.toml
+# The main job needs simgen alone (make demo): no torch, Ray or Ultralytics.
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,torch,ray]"
-	# Test/example environment only (AGPL Ultralytics is never a simgen dependency). --no-deps
-	# keeps its opencv-python from replacing opencv-python-headless; see examples/train_yolo.py.
+	$(PY) -m pip install -q -e .
+	touch $(CORE)
+
+# Tests, examples and benchmarks: the extras, and Ultralytics (AGPL: never a simgen
+# dependency). --no-deps keeps its opencv-python from replacing opencv-python-headless (see
+# examples/train_yolo.py); the modules it imports come in the first command, so pip's
+# resolver sees no half-installed package.
+$(STAMP): $(CORE)
+	$(PY) -m pip install -q -e ".[dev,torch,ray]" psutil polars requests
 	$(PY) -m pip install -q --no-deps ultralytics==8.4.190 ultralytics-thop torchvision==0.28.0
-	$(PY) -m pip install -q psutil polars requests
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(VENV)/bin/simgen num_images=50 output_dir=out/demo
+	@echo "next: $(VENV)/bin/simgen preview out/demo      (a contact sheet of labeled images)"
+	@echo "      $(VENV)/bin/simgen report out/demo       (statistics, coverage and quality flags, as HTML)"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check simgen tests bench examples
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow"

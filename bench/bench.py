@@ -196,7 +196,7 @@ def main() -> int:
         return 0
     results = {"cores": CORES}
     reps = []  # each repetition's own measurements: ratios of figures taken minutes apart
-    for rep in range(a.repeat):
+    for _rep in range(a.repeat):
         mine = {}
         # the N-process ceiling is measured just before and just after the N-worker run, and
         # the repetition's ratios use their mean: this VM's speed drifts from minute to minute

@@ -29,7 +29,7 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> tor
 
 def install() -> None:
     try:
-        torch.ops.torchvision.nms  # already there: a working torchvision
+        _ = torch.ops.torchvision.nms  # already there: a working torchvision
         return
     except (AttributeError, RuntimeError):
         pass

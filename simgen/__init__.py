@@ -1,19 +1,16 @@
 """simgen: labeled synthetic image datasets (pybullet physics, pyrender over EGL, COCO labels).
 
 Light to import: heavy backends (pybullet, OpenGL) load only when a pipeline first uses them.
+Importing it leaves the process environment alone: the renderer picks EGL for its own
+OpenGL unless PYOPENGL_PLATFORM says otherwise (simgen.render.gl_platform), and the CLI sets
+it for the processes it starts.
 """
-import os as _os
-
-# pyrender/PyOpenGL read this when first imported; EGL renders headless on any Linux box.
-_os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-
 __version__ = "0.1.0"
 
-from .config import SimGenConfig, compose  # noqa: E402
-from .errors import (AssetError, ConfigError, OutputError, RenderBackendError,  # noqa: E402
-                     SimGenError)
-from .pipeline import Pipeline, Sample  # noqa: E402
-from .runner import Summary, run  # noqa: E402
+from .config import SimGenConfig, compose
+from .errors import AssetError, ConfigError, OutputError, RenderBackendError, SimGenError
+from .pipeline import Pipeline, Sample
+from .runner import Summary, run
 
 __all__ = [
     "__version__", "SimGenConfig", "compose", "run", "Summary", "Pipeline", "Sample",

@@ -98,8 +98,9 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
     out when ``cfg.filtered == 'drop'``.
     """
     if cfg is None:
-        from .config import AnnotateConfig
         from omegaconf import OmegaConf
+
+        from .config import AnnotateConfig
 
         cfg = OmegaConf.structured(AnnotateConfig)
     w2c = np.linalg.inv(np.asarray(scene.camera.pose))

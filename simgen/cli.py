@@ -10,6 +10,7 @@ from a wheel), and every bad input ends in one line on stderr and a non-zero exi
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -226,6 +227,7 @@ COMMANDS = {"merge": _merge, "validate": _validate, "export": _export, "preview"
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Dispatch a sub-command; every SimGenError becomes one line on stderr and its exit code."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL, for this process and its workers
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         command, argv = COMMANDS[argv[0]], argv[1:]

@@ -573,6 +573,7 @@ def _full_key(text: str) -> Optional[str]:
 def validate(cfg) -> None:
     """Check values a type system cannot: ranges, signs, known names. Raise ConfigError."""
     from omegaconf import DictConfig, ListConfig
+
     from .distributions import check_choice, check_range
     from .distributions import parse as dist_parse
     from .textures import PROCEDURAL

@@ -252,7 +252,7 @@ def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str, lp_threads: Opt
 def _warm_up() -> None:
     """A helper's first task: its GL context and shaders, made while the main process is
     still starting, not with its first image."""
-    _WORKER.renderer
+    _ = _WORKER.renderer  # made here, on purpose
 
 
 class Helpers:

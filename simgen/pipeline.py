@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional
-
-from dataclasses import replace
 
 from .annotate import annotate
 from .assets import AssetLibrary

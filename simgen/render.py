@@ -11,20 +11,17 @@ import os
 import sys as _sys
 import time
 import zlib
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Dict, List, Optional, Tuple
 
-# Must be decided before anything imports PyOpenGL. Respect an explicit user choice.
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+import numpy as np
 
-from typing import Dict, List, Optional, Tuple  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from .assets import AssetLibrary  # noqa: E402
-from .config import SHADOW_FILTERS  # noqa: E402
-from .errors import RenderBackendError  # noqa: E402
-from .geometry import cv_pose_to_gl  # noqa: E402
-from .spec import Frame, SceneSpec  # noqa: E402
+from .assets import AssetLibrary
+from .config import SHADOW_FILTERS
+from .errors import RenderBackendError
+from .geometry import cv_pose_to_gl
+from .spec import Frame, SceneSpec
 
 log = logging.getLogger("simgen.render")
 MAX_LIGHTS_PER_TYPE = 4
@@ -37,6 +34,32 @@ EGL_HELP = ("install Mesa's EGL and software GL (Debian/Ubuntu: apt-get install 
             "PYOPENGL_PLATFORM unset or =egl")
 
 
+@contextmanager
+def gl_platform():
+    """PyOpenGL reads PYOPENGL_PLATFORM when OpenGL is first imported, and pyrender when it
+    makes an OffscreenRenderer: inside this block it is ``egl`` (headless on any Linux box)
+    unless the user chose one, and afterwards the process environment is as it was (the
+    CLI sets it for good, so that worker processes inherit it)."""
+    if "PYOPENGL_PLATFORM" in os.environ:
+        yield
+        return
+    os.environ["PYOPENGL_PLATFORM"] = "egl"
+    try:
+        yield
+    finally:
+        os.environ.pop("PYOPENGL_PLATFORM", None)
+
+
+def _pyrender():
+    with gl_platform():
+        import pyrender
+        import pyrender.light
+        import pyrender.renderer
+        import pyrender.shader_program
+        from OpenGL import GL  # noqa: F401
+    return pyrender
+
+
 @lru_cache(maxsize=None)
 def _shader_dir(shadow_filter: str) -> Optional[str]:
     """pyrender's shader folder, or for ``bilinear`` a derived copy whose shadow lookup is one
@@ -46,8 +69,7 @@ def _shader_dir(shadow_filter: str) -> Optional[str]:
     import re
     import tempfile
 
-    import pyrender
-
+    pyrender = _pyrender()
     stock = os.path.join(os.path.dirname(pyrender.__file__), "shaders")
     if shadow_filter == "pcf3x3":
         return stock
@@ -226,8 +248,7 @@ def _cache_uniform_locations() -> None:
     image. A linked program's locations never change, so remember them per (program, name).
     GL reuses program ids (a new context numbers them from the start again), so the table is
     emptied wherever programs are deleted: set_shadow_filter, which every new renderer calls."""
-    import pyrender.shader_program as sp
-
+    sp = _pyrender().shader_program
     if getattr(sp.glGetUniformLocation, "simgen_cached", False):
         return
     lookup = sp.glGetUniformLocation
@@ -250,23 +271,22 @@ class PyrenderRenderer:
                  amodal_canvas: float = 1.0, shadow_filter: str = "bilinear"):
         global _logged_renderer
         try:
-            import pyrender
-            import pyrender.light
-            import pyrender.renderer
+            pyrender = _pyrender()
             from OpenGL import GL
 
             # pyrender reads its shadow map size from module constants (2048 by default).
             pyrender.light.SHADOW_TEX_SZ = pyrender.renderer.SHADOW_TEX_SZ = int(shadow_map_size)
 
             self._pr = pyrender
-            self._r = pyrender.OffscreenRenderer(int(width), int(height))
+            with gl_platform():
+                self._r = pyrender.OffscreenRenderer(int(width), int(height))
             self.gl_renderer = GL.glGetString(GL.GL_RENDERER).decode(errors="replace")
             self.gl_version = GL.glGetString(GL.GL_VERSION).decode(errors="replace")
         except Exception as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RenderBackendError(
                 f"cannot create an offscreen OpenGL context with "
-                f"PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')} ({type(exc).__name__}: "
+                f"PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM', 'egl')} ({type(exc).__name__}: "
                 f"{msg[:160]}); fix: {EGL_HELP}") from None
         if not _logged_renderer:
             log.info("GL_RENDERER: %s | GL_VERSION: %s", self.gl_renderer, self.gl_version)
@@ -635,7 +655,7 @@ class PyrenderRenderer:
             mesh.is_visible = False
             self._scene.set_pose(node, _PARKED)
         nodes = []
-        for k, st in enumerate(scene.statics):
+        for st in scene.statics:
             key = (st.name, tuple(np.round(np.asarray(st.extents), 6)))
             if key not in self._statics:
                 box = trimesh.creation.box(extents=np.asarray(st.extents))

@@ -199,7 +199,7 @@ def _run(cfg, workers: int, out: str, n: int, mine, helpers, lock: RunLock) -> S
             disconnect = engines.connect_ray(cfg)
         else:
             with engines.worker_env(workers):  # this process makes images too: its GL context
-                pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
+                _ = pipe.renderer  # no GL context (EGL missing?) fails here, before any file is written
         parts_dir = prepare_output(cfg, library.categories, lock)
     except BaseException:
         if pipe is not None:

@@ -8,7 +8,6 @@ from typing import List
 
 import numpy as np
 
-
 CHUNK = 32  # images per task when checking in several processes
 
 

@@ -63,9 +63,7 @@ def test_concave_mesh_is_decomposed_once_and_cached(folder):
     n_parts = sum(1 for line in open(col.path) if line.startswith("o "))
     assert n_parts >= 4  # a ring needs several convex parts
     mtime = os.path.getmtime(col.path)
-    from simgen.assets import decomposition_path
-
-    from simgen.assets import corners_file
+    from simgen.assets import corners_file, decomposition_path
 
     parts = decomposition_path(lib.assets[name])
     assert corners_file(parts) == col.path and os.path.getmtime(col.path) == mtime
@@ -159,6 +157,7 @@ def test_corners_file_gives_pybullet_the_same_hulls(folder, tmp_path):
 
 def test_folder_assets_settle_and_render(folder, renderer):
     from conftest import camera, scene
+
     from simgen.annotate import annotate
     from simgen.config import compose
     from simgen.physics import PhysicsWorld

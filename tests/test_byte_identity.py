@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import ROOT, camera, scene
+
 from simgen.geometry import look_at
 from simgen.spec import LightSpec
 

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SIMGEN, run_cli
+
 from simgen.io import read_png
 
 pytestmark = pytest.mark.slow
@@ -44,8 +44,8 @@ def reference(tmp_path_factory):
 
 
 def test_dataset_contract(reference):
-    from pycocotools.coco import COCO
     from pycocotools import mask as mask_util
+    from pycocotools.coco import COCO
 
     coco = COCO(os.path.join(reference, "annotations.json"))
     assert len(coco.imgs) == 6 and len(coco.anns) > 6
@@ -308,3 +308,20 @@ def test_sweep_makes_one_dataset_per_combination(tmp_path):
     assert_same_dataset(os.path.join(base, "scene=bin,seed=2"), single)
     r = run_cli("seed=1,2", f"output_dir={tmp_path / 'x'}")
     assert r.returncode != 0 and "-m" in r.stderr
+
+
+def test_importing_simgen_leaves_the_environment_alone_and_still_renders_over_egl(tmp_path):
+    code = ("import os, simgen\n"
+            "assert 'PYOPENGL_PLATFORM' not in os.environ, 'import set it'\n"
+            "from simgen import compose, run\n"
+            f"run(compose(['num_images=2', 'workers=1', 'progress=false', 'camera.width=64', 'camera.height=48', "
+            f"'output_dir={tmp_path / 'd'}']))\n"
+            "assert 'PYOPENGL_PLATFORM' not in os.environ, 'run left it set'\n"
+            "from simgen.render import _pyrender\n"
+            "import OpenGL.platform\n"
+            "print(type(OpenGL.platform.PLATFORM).__name__)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "EGL" in r.stdout
+    assert os.path.isfile(tmp_path / "d" / "annotations.json")

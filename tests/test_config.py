@@ -94,4 +94,4 @@ def test_config_view_is_a_plain_read_only_copy():
     with pytest.raises(TypeError, match="read-only"):
         view.objects["count"] = 3
     with pytest.raises(AttributeError):
-        view.camera.no_such_key
+        _ = view.camera.no_such_key

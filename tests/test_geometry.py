@@ -1,8 +1,15 @@
 """Pure math: camera frames, projection, rotations."""
 import numpy as np
 
-from simgen.geometry import (cv_pose_to_gl, intrinsics_from_fov, look_at, matrix_to_quat_xyzw,
-                             project, quat_xyzw_to_matrix, random_rotation)
+from simgen.geometry import (
+    cv_pose_to_gl,
+    intrinsics_from_fov,
+    look_at,
+    matrix_to_quat_xyzw,
+    project,
+    quat_xyzw_to_matrix,
+    random_rotation,
+)
 
 
 def test_look_at_is_opencv():

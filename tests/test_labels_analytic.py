@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 import trimesh
-
 from conftest import camera, scene
+
 from simgen.annotate import annotate, decode_rle, mask_to_bbox
 from simgen.geometry import project
 
@@ -89,8 +89,8 @@ def test_shadows_and_bounds_under_numpy2(renderer, library, shadow_filter):
     """pyrender 0.1.45 called np.infty (gone in NumPy 2), breaking Mesh.bounds and shadows.
     Both shadow filters (simgen's 4-read bilinear one and pyrender's 3x3 PCF) are exact."""
     assert int(np.__version__.split(".")[0]) >= 2
-    from simgen.spec import LightSpec
     from simgen.geometry import look_at
+    from simgen.spec import LightSpec
 
     # Light travelling along (1, 0, -1): the cube's shadow falls on the floor at x in (0.035, 0.105].
     light_pose = look_at([-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]) @ np.diag([1, -1, -1, 1])

@@ -8,13 +8,14 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import ROOT, SIMGEN, run_cli
+from test_cli import BASE as PLAIN
+from test_cli import assert_same_dataset
+
 from simgen import dataset
 from simgen.dataset import RunLock
 from simgen.errors import OutputError
 from simgen.io import AtomicFile, atomic_write_bytes
-from test_cli import BASE as PLAIN, assert_same_dataset
 
 BASE = [*PLAIN, "objects.scale=1"]  # (the reference dataset has a BOP export: models of one size)
 

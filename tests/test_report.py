@@ -7,8 +7,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from simgen.annotate import encode_rle
 from simgen.io import atomic_write_bytes, encode_png
 from simgen.report import quality_flags, statistics
@@ -26,7 +26,7 @@ def build(root, images, categories=("a", "b")):
     for i, (rgb, objs, settle) in enumerate(images):
         name = f"{i:06d}.png"
         inst = np.zeros((H, W), np.uint16)
-        for k, (c, x, y, w, h, vis, tr) in enumerate(objs):
+        for k, (_c, x, y, w, h, _vis, _tr) in enumerate(objs):
             inst[y:y + h, x:x + w] = k + 1
         atomic_write_bytes(os.path.join(root, "images", name), encode_png(rgb))
         atomic_write_bytes(os.path.join(root, "masks", name), encode_png(inst))

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import ROOT, SIMGEN, run_cli
 from test_cli import assert_same_dataset
 

@@ -3,8 +3,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import camera, scene
+
 from simgen.annotate import annotate
 from simgen.config import compose
 from simgen.pipeline import Pipeline
@@ -203,9 +203,8 @@ def test_image_folders_for_backgrounds_and_textures(tmp_path):
 def test_unreadable_texture_or_background_images_fail_before_the_first_image(tmp_path):
     """A 0-byte texture, or a background folder whose images are all corrupt, is one line
     naming the file, exit non-zero, before any image is made."""
-    from PIL import Image
-
     from conftest import run_cli
+    from PIL import Image
 
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.mkdir()

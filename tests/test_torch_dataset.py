@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 
 torch = pytest.importorskip("torch")

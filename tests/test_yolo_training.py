@@ -4,7 +4,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
@@ -42,6 +41,6 @@ for split in ("train", "val"):
     assert p.returncode == 0, p.stderr[-2000:]
     caches = [line.split() for line in p.stdout.splitlines() if line.startswith("CACHE")]
     assert len(caches) == 2
-    for _, split, nf, nm, ne, nc, n in caches:
+    for _, split, nf, nm, _ne, nc, n in caches:
         assert int(nm) == 0 and int(nc) == 0 and int(nf) == int(n) > 0, (split, nf, nm, nc)  # none missing or corrupt
     assert os.path.isfile(os.path.join(tmp_path, "runs", "t", "weights", "last.pt"))

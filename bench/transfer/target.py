@@ -511,7 +511,7 @@ def labels_from_ids(id_png, objs, names, min_pixels):
     ids = np.rint(rgb[..., 0] / 4.0).astype(np.int32)
     ids[ids > len(objs)] = 0
     out = []
-    for k, (o, cat) in enumerate(objs, start=1):
+    for k, (_o, cat) in enumerate(objs, start=1):
         m = ids == k
         area = int(m.sum())
         if area < min_pixels:

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import register
 from ..geometry import look_at, pose_matrix, random_rotation
 from ..spec import LightSpec, ObjectSpec, _frozen
+from . import register
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:

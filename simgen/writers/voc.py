@@ -10,7 +10,6 @@ import os
 from . import register
 from .common import Exporter, link_or_copy, split_of
 
-
 _HEAD = ("<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{file}</filename>\n  <source>\n"
          "    <database>simgen</database>\n  </source>\n  <size>\n    <width>{w}</width>\n"
          "    <height>{h}</height>\n    <depth>3</depth>\n  </size>\n  <segmented>0</segmented>\n")
