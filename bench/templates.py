@@ -1,5 +1,6 @@
-"""Per scene template: images/s end to end at 640x480 (1 worker) and a 4x4 contact sheet
-written to docs/scene_<template>.png. Run by `make bench`; not a test."""
+"""Per scene template and per preset (over the default scene): images/s end to end at
+640x480 (1 worker) and a 4x4 contact sheet written to docs/scene_<template>.png and
+docs/preset_<preset>.png. Run by `make bench`; not a test."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ import tempfile
 import numpy as np
 
 TEMPLATES = ("tabletop", "bin", "flying", "shelf", "fixed")
+PRESETS = ("randomized", "realistic", "coverage")
 
 
 def contact_sheet(folder: str, n: int = 16, tile=(320, 240)) -> np.ndarray:
@@ -33,6 +35,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--docs", default="docs")
+    ap.add_argument("--only", nargs="*", help="these runs only (e.g. tabletop preset=coverage)")
     a = ap.parse_args()
     os.makedirs(a.docs, exist_ok=True)
     results = {}
@@ -40,14 +43,17 @@ def main() -> int:
 
     from simgen.pipeline import Pipeline
 
-    for t in TEMPLATES:
+    runs = list(TEMPLATES) + [f"preset={p}" for p in PRESETS]
+    for t in [r for r in runs if not a.only or r in a.only]:
         with tempfile.TemporaryDirectory() as tmp:
             # workers=1: this process renders with every llvmpipe thread (more workers would give
             # its GL context one thread per worker, for the steady state below too)
-            cfg = compose([f"scene={t}", f"num_images={a.images}", f"output_dir={tmp}/d", "progress=false",
+            choice = t if t.startswith("preset=") else f"scene={t}"
+            cfg = compose([choice, f"num_images={a.images}", f"output_dir={tmp}/d", "progress=false",
                            "workers=1"])
             s = run(cfg)  # the contact sheet's dataset (includes process warm-up)
-            cv2.imwrite(os.path.join(a.docs, f"scene_{t}.png"), contact_sheet(f"{tmp}/d"))
+            sheet = f"preset_{t.split('=')[1]}.png" if t.startswith("preset=") else f"scene_{t}.png"
+            cv2.imwrite(os.path.join(a.docs, sheet), contact_sheet(f"{tmp}/d"))
             # Steady state: a warmed-up pipeline (shaders compiled, mesh pool filled).
             pipe = Pipeline(cfg)
             parts = os.path.join(tmp, "parts")
@@ -70,7 +76,7 @@ def main() -> int:
                       "first_run_images_per_second": round(s.images_per_second, 2),
                       "instances_per_image": round(sum(s.instances.values()) / a.images, 1),
                       "mean_stage_ms": {k: round(v * 1000, 1) for k, v in stages.items() if "." not in k}}
-        print(f"{t:9s} {results[t]['images_per_second']:.2f} images/s, "
+        print(f"{t:17s} {results[t]['images_per_second']:.2f} images/s, "
               f"{results[t]['instances_per_image']} labeled objects/image, stages {results[t]['mean_stage_ms']}",
               flush=True)
     os.makedirs("out", exist_ok=True)
