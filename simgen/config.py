@@ -41,6 +41,11 @@ class CameraConfig:
     resolution: Any = None  # per-image [width, height]: e.g. {choice: [[640, 480], [1280, 720]]}; overrides width/height
     fov_deg: Any = dist(50.0)  # vertical field of view, degrees; number or [low, high]
     distance: Any = dist([0.9, 1.5])  # metres from look-at point
+    # instead of distance: the share of the image's shorter side that the scene's median
+    # labeled object (its bounding sphere's diameter) spans; the distance follows from the
+    # object's size and the focal length, so the same config frames millimetre parts and
+    # furniture alike. Ignored by placement=float and coverage (their objects follow the camera)
+    object_share: Any = None
     elevation_deg: Any = dist([30.0, 70.0])  # above the ground plane
     azimuth_deg: Any = dist([0.0, 360.0])
     look_at_jitter: float = 0.05  # metres, uniform in a cube around the spawn centre
@@ -617,6 +622,8 @@ def validate(cfg) -> None:
                                                                       for x in v),
                  f"camera.resolution entries must be [width, height] in 16..8192 pixels, got {v!r}")
     check_range("camera.distance", cam.distance, low=1e-3)
+    if cam.object_share is not None:
+        check_range("camera.object_share", cam.object_share, low=1e-3, high=4.0)
     check_range("camera.elevation_deg", cam.elevation_deg, low=-89.0, high=89.9)
     check_range("camera.azimuth_deg", cam.azimuth_deg)
     need(cam.look_at_jitter >= 0, "camera.look_at_jitter must be >= 0")

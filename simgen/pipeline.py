@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 from .annotate import annotate
 from .assets import AssetLibrary
 from .dataset import image_name, part_path
-from .scenes import factor_rng, objects_in_view, sample_camera, sample_scene, scene_of
+from .scenes import factor_rng, object_diameter, objects_in_view, sample_camera, sample_scene, scene_of
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
 STAGES = ("sample", "physics", "render", "effects", "annotate", "write")
@@ -147,14 +147,16 @@ class Pipeline:
                     break
             report = replace(report, attempts=attempt + 1)
             self._settled = (key, scene, report) if views > 1 else None
+        size = None if cfg.camera.object_share is None else object_diameter(self.all_assets, scene.objects)
         if views > 1:  # this view's own camera (with one view, the scene's camera is the image's)
-            scene = replace(scene, camera=sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt)))
+            scene = replace(scene, camera=sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt),
+                                                        size))
         need = int(cfg.camera.min_visible_objects)
         if need > 0 and cfg.objects.placement not in ("float", "coverage"):
             for t in range(1, int(cfg.camera.max_tries) + 1):
                 if objects_in_view(scene.camera, scene.objects) >= need:
                     break
-                cam = sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt, t))
+                cam = sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt, t), size)
                 scene = replace(scene, camera=cam)
         return scene, report
 

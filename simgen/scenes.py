@@ -390,21 +390,23 @@ def scene_centre(cfg) -> np.ndarray:
     return np.zeros(3)
 
 
-def sample_camera(cfg, rng: np.random.Generator) -> CameraSpec:
+def sample_camera(cfg, rng: np.random.Generator, object_size: Optional[float] = None) -> CameraSpec:
+    """A camera from camera.* (the same draws, in the same order, whatever is set). With
+    camera.object_share and ``object_size`` (the scene's typical object diameter, metres:
+    object_diameter), the distance is the one at which that size spans the drawn share of
+    the image's shorter side, instead of a draw from camera.distance."""
     cc = cfg.camera
     fov = sample_float(cc.fov_deg, rng, "camera.fov_deg")
-    dist = sample_float(cc.distance, rng, "camera.distance")
+    by_size = cc.object_share is not None and object_size is not None and object_size > 0
+    if by_size:  # in camera.distance's place in the stream: the other draws stay as they are
+        share = sample_float(cc.object_share, rng, "camera.object_share")
+    else:
+        dist = sample_float(cc.distance, rng, "camera.distance")
     el = math.radians(sample_float(cc.elevation_deg, rng, "camera.elevation_deg"))
     az = math.radians(sample_float(cc.azimuth_deg, rng, "camera.azimuth_deg"))
     roll = math.radians(sample_float(cc.roll_deg, rng, "camera.roll_deg"))
     jitter = rng.uniform(-1.0, 1.0, 3) * cc.look_at_jitter
     focal = None if cc.focal_length_px is None else sample_float(cc.focal_length_px, rng, "camera.focal_length_px")
-    if cc.position is not None:
-        eye, target = np.array(cc.position, float), np.array(cc.look_at, float)
-    else:
-        target = scene_centre(cfg) + jitter
-        target[2] = max(target[2], 0.0)
-        eye = target + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
     width, height = int(cc.width), int(cc.height)
     res = parse("camera.resolution", cc.resolution).sample(rng) if cc.resolution is not None else None
     if res is not None:  # drawn last, so the other camera draws do not depend on it
@@ -412,12 +414,29 @@ def sample_camera(cfg, rng: np.random.Generator) -> CameraSpec:
     K = intrinsics_from_fov(width, height, fov)
     if focal is not None:
         K[0, 0] = K[1, 1] = focal
+    if by_size:
+        dist = float(K[1, 1]) * float(object_size) / (share * min(width, height))
+    if cc.position is not None:
+        eye, target = np.array(cc.position, float), np.array(cc.look_at, float)
+    else:
+        target = scene_centre(cfg) + jitter
+        target[2] = max(target[2], 0.0)
+        eye = target + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
     pose = look_at(eye, target)
     if roll:
         c, s = math.cos(roll), math.sin(roll)
         pose = pose @ np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
     return CameraSpec(width=width, height=height, K=_frozen(K), pose=_frozen(pose),
                       znear=float(cc.znear), zfar=float(cc.zfar))
+
+
+def object_diameter(library: AssetLibrary, objects) -> Optional[float]:
+    """The median bounding-sphere diameter (metres) of a scene's labeled objects (``objects``:
+    ObjectSpecs, or (asset, scale) pairs), None without any: what camera.object_share frames."""
+    d = [2 * _radius(library, a) * float(np.max(sc)) for a, sc in
+         ((o.asset, o.scale) if isinstance(o, ObjectSpec) else o for o in objects
+          if not isinstance(o, ObjectSpec) or o.labeled)]
+    return float(np.median(d)) if d else None
 
 
 def objects_in_view(camera: CameraSpec, objects: Sequence[ObjectSpec]) -> int:
@@ -473,7 +492,6 @@ def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int
     rng_o = factor_rng(seed, index, "objects", attempt)
     rng_p = factor_rng(seed, index, "poses", attempt)
     rng_m = factor_rng(seed, index, "materials", attempt)
-    camera = sample_camera(cfg, factor_rng(seed, index, "camera", attempt))
     specs: List[dict] = []
     if ob.placement == "fixed":
         for f in ob.fixed:
@@ -489,6 +507,11 @@ def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int
             block, ranks = coverage_ranks(cfg, library, seed, index, n)
             for sp, rank in zip(specs, ranks):
                 sp["coverage"] = coverage_point(seed, library.assets[sp["asset"]].category, block, rank)
+    # the camera (a stream of its own) after the objects are chosen, so that it can frame their size
+    # (not with placements that place objects for the camera)
+    size = None if ob.placement in ("float", "coverage") else object_diameter(
+        library, [(sp["asset"], sp["scale"]) for sp in specs])
+    camera = sample_camera(cfg, factor_rng(seed, index, "camera", attempt), size)
     objects = _build(cfg, library, specs, camera, rng_p, rng_m, seed, index, first_id=1)
     if distractor_library is not None:
         rng_d = factor_rng(seed, index, "distractors", attempt)

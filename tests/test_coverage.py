@@ -115,3 +115,29 @@ def test_the_report_counts_coverage_per_class(tmp_path):
         assert c["views"] == len(want[name])
         assert sum(c["size_counts"]) == n[name]
         assert 0 <= c["view_evenness"] <= 1
+
+
+@pytest.mark.parametrize("share", [0.1, 0.35])
+def test_camera_object_share_frames_the_median_object_at_that_share(library, share):
+    """The camera stands where the scene's median labeled object spans ``share`` of the
+    shorter image side: d = fy * diameter / (share * min(w, h)), whatever the objects' size."""
+    from simgen.scenes import object_diameter
+
+    for scale in (0.1, 1.0, 10.0):  # millimetre parts to furniture: the same framing
+        cfg = compose([f"camera.object_share={share}", "camera.look_at_jitter=0", f"objects.scale={scale}",
+                       "camera.resolution={choice:[[640,480],[300,400]]}"])
+        for i in range(4):
+            s = sample_scene(cfg, library, 0, i)
+            diam = float(np.median([2 * _radius(library, o.asset) * o.scale[0] for o in s.objects if o.labeled]))
+            assert object_diameter(library, s.objects) == pytest.approx(diam)
+            d = np.linalg.norm(np.asarray(s.camera.pose)[:3, 3])  # looks at the origin (no jitter)
+            fy = float(s.camera.K[1, 1])
+            assert fy * diam / d == pytest.approx(share * min(s.camera.width, s.camera.height), rel=1e-9)
+
+
+def test_camera_object_share_leaves_the_other_camera_draws_alone(library):
+    a = sample_scene(compose([]), library, 0, 3).camera
+    b = sample_scene(compose(["camera.object_share=0.2"]), library, 0, 3).camera
+    assert np.array_equal(a.K, b.K)
+    za, zb = np.asarray(a.pose)[:3, 2], np.asarray(b.pose)[:3, 2]  # the viewing direction: elevation, azimuth
+    assert np.allclose(za, zb, atol=0.05) and not np.allclose(a.pose, b.pose)
