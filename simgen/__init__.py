@@ -5,12 +5,11 @@ Importing it leaves the process environment alone: the renderer picks EGL for it
 OpenGL unless PYOPENGL_PLATFORM says otherwise (simgen.render.gl_platform), and the CLI sets
 it for the processes it starts.
 """
-__version__ = "0.1.0"
-
 from .config import SimGenConfig, compose
 from .errors import AssetError, ConfigError, OutputError, RenderBackendError, SimGenError
 from .pipeline import Pipeline, Sample
 from .runner import Summary, run
+from .version import __version__
 
 __all__ = [
     "__version__", "SimGenConfig", "compose", "run", "Summary", "Pipeline", "Sample",

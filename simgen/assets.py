@@ -411,7 +411,8 @@ def decomposition_path(asset: Asset) -> Optional[str]:
         return out
     import tempfile
 
-    from .physics import _import_pybullet, quiet_c_output
+    from .native import import_pybullet as _import_pybullet
+    from .native import quiet_c_output
 
     p = _import_pybullet()
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import ConfigView
 from .errors import ConfigError
+from .view import ConfigView
 
 KINDS = ("constant", "uniform", "normal", "loguniform", "choice")
 

@@ -465,7 +465,7 @@ def _ray_shard(cfg_yaml: str, start: int, stop: int, output_dir: Optional[str], 
     """A Ray task: make images start..stop-1. With shared storage, commit them here; else return
     the encoded files for the driver to commit. The Pipeline is cached per worker process."""
     global _RAY_PIPE
-    from . import __version__
+    from .version import __version__
 
     if _RAY_PIPE[0] != cfg_yaml:
         from omegaconf import OmegaConf
@@ -537,7 +537,7 @@ def run_ray(cfg, todo: Indices, output_dir: str, parts_dir: str, on_done: OnDone
     ray = _import_ray()
     from omegaconf import OmegaConf
 
-    from . import __version__
+    from .version import __version__
 
     cpus = int(cfg.ray.cpus_per_task)
     env = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "LP_NUM_THREADS": llvmpipe_threads(cpus)}

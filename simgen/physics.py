@@ -6,51 +6,17 @@ on what this process simulated before (determinism across worker counts).
 from __future__ import annotations
 
 import math
-import os
-import sys
-from contextlib import contextmanager
 from typing import Dict, Tuple
 
 import numpy as np
 
 from .assets import AssetLibrary
 from .geometry import matrix_to_quat_xyzw, pose_matrix, quat_xyzw_to_matrix
+from .native import import_pybullet as _import_pybullet
+from .native import quiet_c_output  # noqa: F401 (re-exported)
 from .spec import SceneSpec, SettleReport
 
 CHECK_EVERY = 10  # steps between at-rest checks
-
-
-@contextmanager
-def quiet_c_output():
-    """Silence C-level stdout/stderr (pybullet's banner, V-HACD's progress) for a block."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-        try:  # flush C stdio while the fds still point to /dev/null
-            import ctypes
-
-            ctypes.CDLL(None).fflush(None)
-        except Exception:
-            pass
-    finally:
-        for fd, dup in zip((1, 2), saved):
-            os.dup2(dup, fd)
-            os.close(dup)
-
-
-def _import_pybullet():
-    """Import pybullet without its C-level 'build time' banner."""
-    if "pybullet" in sys.modules:
-        return sys.modules["pybullet"]
-    with quiet_c_output():
-        import pybullet
-    return pybullet
 
 
 def support_footprint(scene: SceneSpec):
@@ -142,7 +108,7 @@ class PhysicsWorld:
                                      useMaximalCoordinates=True, physicsClientId=c)
             p.changeDynamics(body, -1, lateralFriction=float(cfg.floor_friction), physicsClientId=c)
         from .distributions import sample_float
-        from .scenes import factor_rng
+        from .seeds import factor_rng
 
         rng = factor_rng(scene.seed, scene.index, "physics", scene.attempt)
         bodies: Dict[int, int] = {}

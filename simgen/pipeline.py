@@ -10,7 +10,8 @@ from typing import Dict, List, Optional
 from .annotate import annotate
 from .assets import AssetLibrary
 from .dataset import image_name, part_path
-from .scenes import factor_rng, object_diameter, objects_in_view, sample_camera, sample_scene, scene_of
+from .scenes import object_diameter, objects_in_view, sample_camera, sample_scene, scene_of
+from .seeds import factor_rng
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
 STAGES = ("sample", "physics", "render", "effects", "annotate", "write")

@@ -105,7 +105,7 @@ def prepare_output(cfg, categories: Optional[List[str]] = None, lock: Optional[R
                               f"real folders only (fix: replace the link by a folder, or choose another output_dir)")
         os.makedirs(os.path.join(out, d), exist_ok=True)
     if rewrite:
-        from . import __version__
+        from .version import __version__
 
         atomic_write_json(run_path, {"simgen_version": __version__, "config": fp, "categories": categories},
                           indent=1)
@@ -308,7 +308,7 @@ class _PartPaths:
 
 
 def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: str, extra: Optional[dict]):
-    from . import __version__
+    from .version import __version__
     from .writers import EXPORTERS, coco
 
     info = {"description": f"simgen synthetic dataset, scene '{cfg.scene_name}'",

@@ -20,22 +20,13 @@ import numpy as np
 from .assets import AssetLibrary
 from .distributions import parse, sample_float, sample_int
 from .geometry import intrinsics_from_fov, look_at, pose_matrix, project, random_rotation, rotation_from_unit_cube
+from .seeds import FACTORS as _FACTORS
+from .seeds import factor_rng
 from .spec import CameraSpec, LightSpec, ObjectSpec, SceneSpec, StaticSpec, TextureSpec, _frozen
 from .textures import hsv_to_rgb, kelvin_to_rgb, list_images
 
-_FACTORS = {"objects": 1, "poses": 2, "lights": 3, "camera": 4, "materials": 5, "count": 6,
-            "distractors": 7, "background": 8, "balance": 9, "physics": 10, "effects": 11, "split": 12,
-            "coverage": 13}
 # OpenCV-style look-at -> a light frame (pyrender lights shine along their -z axis).
 _LIGHT_FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-def factor_rng(seed: int, index: int, factor: str, attempt: int = 0, *extra: int) -> np.random.Generator:
-    key = [int(seed), int(index), _FACTORS[factor]]
-    if attempt:
-        key.append(int(attempt) + 1000)
-    key.extend(int(e) for e in extra)
-    return np.random.default_rng(key)
 
 
 def scene_of(cfg, index: int) -> int:

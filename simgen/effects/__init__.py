@@ -109,7 +109,7 @@ def validate(cfg) -> None:
 def sample(cfg, seed: int, index: int) -> List[Fired]:
     """The conditions that fire for image ``index`` and their parameters, in ORDER."""
     from ..distributions import sample as draw
-    from ..scenes import factor_rng
+    from ..seeds import factor_rng
 
     entries = _entries(cfg)
     fired = []
