@@ -526,6 +526,14 @@ def _explain_hydra_error(exc: Exception, overrides: List[str]) -> str:
         example = {"Integer": "100", "Float": "0.5", "Boolean": "true"}.get(wrong.group(3), "...")
         return (f"{key.lstrip('+')} must be {want}, got '{given}' (fix: {key.lstrip('+')}={example}, written "
                 f"without exponent or units; `simgen --cfg` prints every key with its value)")
+    if first.startswith("Error merging override ") and "is not a ListConfig" in cause:  # a list key given a word
+        key = first[len("Error merging override "):].split("=", 1)[0].lstrip("+")
+        return (f"{key} takes a list, got '{first.split('=', 1)[-1]}' (fix: {key}=[a,b], quoted in the shell; "
+                f"`simgen --cfg` prints every key with its value)")
+    if first.startswith("Error merging override ") and ("is not a DictConfig" in cause or " to Dict[" in cause):
+        key = first[len("Error merging override "):].split("=", 1)[0].lstrip("+")
+        return (f"{key} takes a mapping, got '{first.split('=', 1)[-1]}' (fix: {key}={{name:value}}, quoted in the "
+                f"shell; `simgen --cfg` prints every key with its value)")
     if "Could not find 'edge_cases/" in text:
         wanted = text.split("edge_cases/")[1].split("'")[0]
         return (f"unknown edge_cases preset '{wanted}'; available: {', '.join(_available_presets())} "

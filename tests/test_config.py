@@ -95,3 +95,13 @@ def test_config_view_is_a_plain_read_only_copy():
         view.objects["count"] = 3
     with pytest.raises(AttributeError):
         _ = view.camera.no_such_key
+
+
+@pytest.mark.parametrize("override,key,kind", [("objects.coverage_size=abc", "objects.coverage_size", "a list"),
+                                               ("formats=coco", "formats", "a list"),
+                                               ("objects.class_weights=3", "objects.class_weights", "a mapping")])
+def test_a_word_where_a_list_or_mapping_goes_is_one_line_naming_the_shape(override, key, kind):
+    with pytest.raises(ConfigError) as e:
+        compose([override])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{key} takes {kind}") and "fix:" in msg
