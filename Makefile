@@ -11,7 +11,9 @@ STAMP  := $(VENV)/.simgen-installed
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	# (setuptools warns on every editable install that a folder named like the package may
+	# shadow it: ours is the package itself)
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e .
 	touch $(CORE)
 
 # Tests, examples and benchmarks: the extras, and Ultralytics (AGPL: never a simgen
@@ -19,7 +21,7 @@ $(CORE): pyproject.toml
 # examples/train_yolo.py); the modules it imports come in the first command, so pip's
 # resolver sees no half-installed package.
 $(STAMP): $(CORE)
-	$(PY) -m pip install -q -e ".[dev,torch,ray]" psutil polars requests
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[dev,torch,ray]" psutil polars requests
 	$(PY) -m pip install -q --no-deps ultralytics==8.4.190 ultralytics-thop torchvision==0.28.0
 	touch $(STAMP)
 
