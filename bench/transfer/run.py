@@ -337,13 +337,13 @@ def main():
     simval_img = os.path.join(res["simgen_val"]["dir"], "yolo", "images", "train")
     y_sim = yolo_yaml(os.path.join(dy, f"sim-{os.path.basename(res['simgen']['dir'])}.yaml"), sim_img, test_dir)
     y_simval = yolo_yaml(os.path.join(dy, f"simval-{os.path.basename(res['simgen_val']['dir'])}.yaml"), sim_img, simval_img)
-    y_ind = yolo_yaml(os.path.join(dy, "indomain.yaml"), res["target"]["train"]["list"], test_dir)
 
     w_sim, t_sim = train(a, a.work, f"sim-{os.path.basename(res['simgen']['dir'])}", y_sim)
     res["simgen_on_target"] = evaluate(a, w_sim, y_sim)
     res["simgen_on_simgen_val"] = evaluate(a, w_sim, y_simval)
     t_ind = None
     if not a.skip_indomain:
+        y_ind = yolo_yaml(os.path.join(dy, "indomain.yaml"), res["target"]["train"]["list"], test_dir)
         w_ind, t_ind = train(a, a.work, "indomain", y_ind)
         res["indomain_on_target"] = evaluate(a, w_ind, y_ind)
     res["training"] = dict(epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, simgen_wall_s=t_sim, indomain_wall_s=t_ind,
