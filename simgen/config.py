@@ -385,6 +385,11 @@ def compose(overrides: Optional[List[str]] = None):
         while _TEMP_ROOTS:
             shutil.rmtree(_TEMP_ROOTS.pop(), ignore_errors=True)
     validate(cfg)
+    if cfg.camera.object_share is not None and any(o.split("=", 1)[0].lstrip("+~") == "camera.distance"
+                                                   for o in overrides):
+        raise ConfigError("camera.distance has no effect while camera.object_share frames the objects' size (the "
+                          "scene sets it) (fix: add camera.object_share=null to place the camera by camera.distance, "
+                          "or frame by size: camera.object_share=[0.07,0.35])")
     return cfg
 
 

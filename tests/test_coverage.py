@@ -141,3 +141,13 @@ def test_camera_object_share_leaves_the_other_camera_draws_alone(library):
     assert np.array_equal(a.K, b.K)
     za, zb = np.asarray(a.pose)[:3, 2], np.asarray(b.pose)[:3, 2]  # the viewing direction: elevation, azimuth
     assert np.allclose(za, zb, atol=0.05) and not np.allclose(a.pose, b.pose)
+
+
+def test_camera_distance_given_while_the_scene_frames_by_size_is_one_line_naming_the_fix():
+    from simgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"camera.distance has no effect .*fix: add camera.object_share=null"):
+        compose(["camera.distance=2"])
+    cfg = compose(["camera.object_share=null", "camera.distance=2"])
+    assert cfg.camera.object_share is None and cfg.camera.distance == 2
+    assert compose(["scene=bin", "camera.distance=2"]).camera.object_share is None  # bin places by distance

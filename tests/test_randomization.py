@@ -41,7 +41,7 @@ def parts(sc):
     ("floor.value=[0.9,1.0]", {"background"}),
     ("objects.drop_height=[0.5,0.6]", {"poses"}),
     ("objects.spread_tries=1", {"poses"}),
-    ("objects.scale=[1.5,2.0]", {"objects", "poses"}),  # bigger objects start higher
+    ("objects.scale=[1.5,2.0]", {"objects", "poses", "camera"}),  # bigger objects start higher, framed from farther
 ])
 def test_one_randomizer_changes_only_its_factor(override, changes):
     seen = set()

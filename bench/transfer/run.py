@@ -50,11 +50,11 @@ ABLATIONS = {
     "finish": ["materials.roughness=0.6", "materials.metallic=0.0"],
     "floor": ["floor.value=0.5", "floor.saturation=0.0"],
     "background": ["background.value=0.5", "background.saturation=0.0"],
-    "camera": ["camera.distance=1.2", "camera.elevation_deg=50", "camera.fov_deg=50"],
+    "camera": ["camera.object_share=null", "camera.distance=1.2", "camera.elevation_deg=50", "camera.fov_deg=50"],
     "scale": ["objects.scale=1.0"],
     "count": ["objects.count=8"],
     "textures": ["floor.texture=none", "background.kind=solid"],
-    "near": ["camera.distance=[0.9,1.5]", "camera.elevation_deg=[30,70]", "camera.look_at_jitter=0.05"],
+    "near": ["camera.object_share=null", "camera.distance=[0.9,1.5]", "camera.elevation_deg=[30,70]", "camera.look_at_jitter=0.05"],
     "distractors": ["distractors.count=0"],
     "effects": ["edge_cases=none"],
 }
