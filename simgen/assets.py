@@ -566,12 +566,44 @@ def _check_file(asset: Asset, path: str, what: str) -> None:
                          f"path in its manifest, or remove the asset / its set from objects.asset_sets)")
 
 
+def _texture_resolver(path: str):
+    """Where a mesh's material files and textures are looked up: beside it, and wherever its
+    MTL points (pybullet_data's torus names ``../cube.png``; trimesh >= 5 refuses paths that
+    leave the mesh's folder unless told, and then loads the mesh without its texture)."""
+    from trimesh.resolvers import FilePathResolver
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        return FilePathResolver(folder, allow_anywhere=True)
+    except TypeError:  # a trimesh without the restriction
+        return FilePathResolver(folder)
+
+
+def _missing_textures(path: str) -> List[str]:
+    """Texture files an OBJ's MTL names (map_Kd) that do not exist."""
+    if not path.lower().endswith(".obj"):
+        return []
+    folder, out = os.path.dirname(os.path.abspath(path)), []
+    try:
+        mtls = [ln.split(None, 1)[1].strip() for ln in open(path, errors="replace") if ln.startswith("mtllib ")]
+        for mtl in mtls:
+            mp = os.path.join(folder, mtl)
+            for ln in open(mp, errors="replace") if os.path.isfile(mp) else ():
+                if ln.strip().lower().startswith("map_kd "):
+                    tex = ln.strip().split()[-1]
+                    if not os.path.isfile(os.path.join(os.path.dirname(mp), tex)):
+                        out.append(tex)
+    except (OSError, IndexError):
+        return out
+    return out
+
+
 def _load_trimesh(asset: Asset, path: str, what: str):
     import trimesh
 
     _check_file(asset, path, what)
     try:
-        loaded = trimesh.load(path)
+        loaded = trimesh.load(path, resolver=_texture_resolver(path))
     except Exception as exc:  # trimesh raises many types for bad files
         raise AssetError(f"asset '{asset.name}': {what} file '{path}' cannot be read as a mesh "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -634,6 +666,11 @@ def _visual_mesh(asset: Asset):
             raise AssetError(f"asset '{asset.name}': bad primitive parameters {p}: {exc}") from None
         return m
     m = _load_trimesh(asset, asset.mesh_path, "mesh").copy()
+    missing = [] if _is_textured(m) else _missing_textures(asset.mesh_path)
+    if missing:
+        log.warning("asset '%s': its material names the texture %s, which does not exist beside %s; it is "
+                    "rendered without it (fix: put the image where the .mtl says)", asset.name,
+                    ", ".join(missing[:3]), asset.mesh_path)
     if asset.max_faces and len(m.faces) > asset.max_faces:
         if _is_textured(m) or _has_vertex_colors(m):  # decimation would drop them: appearance matters more
             log.warning("asset '%s' has %s faces (assets.max_faces=%s) and is kept as it is: simplifying it "

@@ -271,3 +271,37 @@ def test_empty_folder_and_unit_guess(tmp_path):
     with pytest.raises(AssetError, match="holds no meshes"):
         AssetLibrary.from_sets([str(tmp_path)])
     assert guess_unit_scale(150.0) == 0.001 and guess_unit_scale(12.0) == 0.01 and guess_unit_scale(0.3) == 1.0
+
+
+def _uv_obj(folder, name, texture_ref):
+    """An OBJ (a tetrahedron with UVs) whose MTL names ``texture_ref`` as its map_Kd."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.mtl").write_text(f"newmtl m\nKd 0.8 0.8 0.8\nmap_Kd {texture_ref}\n")
+    (folder / f"{name}.obj").write_text(
+        f"mtllib {name}.mtl\nv 0 0 0\nv 0.05 0 0\nv 0 0.05 0\nv 0 0 0.05\n"
+        "vt 0 0\nvt 1 0\nvt 0 1\nvt 1 1\nusemtl m\n"
+        "f 1/1 3/3 2/2\nf 1/1 2/2 4/4\nf 1/1 4/4 3/3\nf 2/2 3/3 4/4\n")
+
+
+def test_a_texture_the_mtl_names_outside_the_mesh_folder_is_loaded(tmp_path):
+    """pybullet_data's torus names ../cube.png: trimesh >= 5 drops such a texture unless told,
+    and the torus rendered untextured in random colours (the transfer benchmark's worst class)."""
+    root = tmp_path / "set"
+    (root / "ring").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8, 3), (200, 30, 30), np.uint8)).save(root / "tex.png")
+    _uv_obj(root / "ring", "ring", "../tex.png")
+    lib = AssetLibrary.from_sets([str(root)], units="m")
+    (name,) = lib.names
+    assert lib.assets[name].category == "ring" and lib.has_own_colors(name)
+    img = lib.visual_mesh(name).visual.material.image
+    assert np.asarray(img.convert("RGB"))[0, 0].tolist() == [200, 30, 30]
+
+
+def test_a_texture_the_mtl_names_but_that_is_missing_is_a_warning(tmp_path, caplog):
+    _uv_obj(tmp_path / "set" / "ring", "ring", "nowhere.png")
+    lib = AssetLibrary.from_sets([str(tmp_path / "set")], units="m")
+    (name,) = lib.names
+    with caplog.at_level("WARNING", logger="simgen"):
+        lib.visual_mesh(name)
+    assert "names the texture nowhere.png, which does not exist" in caplog.text
+    assert not lib.has_own_colors(name)
