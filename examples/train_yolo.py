@@ -1,6 +1,6 @@
 """Generate a dataset with simgen and train a small YOLO detector on it, fully offline, on the CPU.
 
-    python examples/train_yolo.py                                   # ~30 min on 2 cores: 500 images, 10 epochs
+    python examples/train_yolo.py                                   # 500 images, 10 epochs: ~10-15 min on 2 cores
     python examples/train_yolo.py --data <dataset>/yolo/data.yaml   # train on a dataset you made
     python examples/train_yolo.py --transfer out/transfer/target/test
         # the 7 objects of bench/transfer/objects.yaml, also scored on images another renderer made
