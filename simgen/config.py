@@ -63,6 +63,11 @@ class CameraConfig:
     # once per scene. Not with objects.placement=float (its objects are placed for one camera)
 
 
+# objects.placement values whose objects are placed for the camera (in its view), not in the
+# world: no physics, no camera resampling, one view per scene, no framing by object size
+FOLLOW_CAMERA = ("float", "coverage")
+
+
 @dataclass
 class ObjectsConfig:
     count: Any = dist([3, 15])  # labeled objects per image
@@ -531,14 +536,13 @@ def _explain_hydra_error(exc: Exception, overrides: List[str]) -> str:
         example = {"Integer": "100", "Float": "0.5", "Boolean": "true"}.get(wrong.group(3), "...")
         return (f"{key.lstrip('+')} must be {want}, got '{given}' (fix: {key.lstrip('+')}={example}, written "
                 f"without exponent or units; `simgen --cfg` prints every key with its value)")
-    if first.startswith("Error merging override ") and "is not a ListConfig" in cause:  # a list key given a word
-        key = first[len("Error merging override "):].split("=", 1)[0].lstrip("+")
-        return (f"{key} takes a list, got '{first.split('=', 1)[-1]}' (fix: {key}=[a,b], quoted in the shell; "
+    shape = (("a list", "[a,b]") if "is not a ListConfig" in cause else
+             ("a mapping", "{name:value}") if "is not a DictConfig" in cause or " to Dict[" in cause else None)
+    if first.startswith("Error merging override ") and shape:  # a word where a list or a mapping goes
+        key, given = (first[len("Error merging override "):].split("=", 1) + [""])[:2]
+        key = key.lstrip("+")
+        return (f"{key} takes {shape[0]}, got '{given}' (fix: {key}={shape[1]}, quoted in the shell; "
                 f"`simgen --cfg` prints every key with its value)")
-    if first.startswith("Error merging override ") and ("is not a DictConfig" in cause or " to Dict[" in cause):
-        key = first[len("Error merging override "):].split("=", 1)[0].lstrip("+")
-        return (f"{key} takes a mapping, got '{first.split('=', 1)[-1]}' (fix: {key}={{name:value}}, quoted in the "
-                f"shell; `simgen --cfg` prints every key with its value)")
     if "Could not find 'edge_cases/" in text:
         wanted = text.split("edge_cases/")[1].split("'")[0]
         return (f"unknown edge_cases preset '{wanted}'; available: {', '.join(_available_presets())} "
@@ -665,11 +669,11 @@ def validate(cfg) -> None:
     need(ob.spawn_radius >= 0, "objects.spawn_radius must be >= 0")
     need(ob.spread_tries >= 1, f"objects.spread_tries must be >= 1, got {ob.spread_tries} (fix: objects.spread_tries=10)")
     need(len(ob.asset_sets) > 0, "objects.asset_sets is empty (fix: objects.asset_sets=[primitives])")
-    placements = ("drop", "float", "coverage", "shelf", "fixed")
+    placements = ("drop", *FOLLOW_CAMERA, "shelf", "fixed")
     need(ob.placement in placements, f"objects.placement must be one of {', '.join(placements)}, got "
          f"'{ob.placement}'")
     check_range("objects.float_distance", ob.float_distance, low=1e-3)
-    need(ob.placement not in ("float", "coverage") or cam.views_per_scene == 1,
+    need(ob.placement not in FOLLOW_CAMERA or cam.views_per_scene == 1,
          f"camera.views_per_scene={cam.views_per_scene} needs objects placed in the world, but "
          f"objects.placement={ob.placement} places them in front of one camera (fix: camera.views_per_scene=1, or "
          f"objects.placement=drop)")

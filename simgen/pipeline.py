@@ -9,8 +9,9 @@ from typing import Dict, List, Optional
 
 from .annotate import annotate
 from .assets import AssetLibrary
+from .config import FOLLOW_CAMERA
 from .dataset import image_name, part_path
-from .scenes import object_diameter, objects_in_view, sample_camera, sample_scene, scene_of
+from .scenes import framed_size, labeled_sizes, objects_in_view, sample_camera, sample_scene, scene_of
 from .seeds import factor_rng
 from .spec import Annotation, Frame, SceneSpec, SettleReport
 
@@ -120,7 +121,7 @@ class Pipeline:
 
     def settle(self, scene: SceneSpec):
         cfg = self.cfg
-        if not cfg.physics.enabled or not scene.objects or cfg.objects.placement in ("float", "coverage", "fixed"):
+        if not cfg.physics.enabled or not scene.objects or cfg.objects.placement in (*FOLLOW_CAMERA, "fixed"):
             return scene, SettleReport(True, 0, 0.0, 0.0)
         return self.physics.settle(scene, self.all_assets, cfg.physics)
 
@@ -148,12 +149,13 @@ class Pipeline:
                     break
             report = replace(report, attempts=attempt + 1)
             self._settled = (key, scene, report) if views > 1 else None
-        size = None if cfg.camera.object_share is None else object_diameter(self.all_assets, scene.objects)
+        need = int(cfg.camera.min_visible_objects)
+        redraw = views > 1 or (need > 0 and cfg.objects.placement not in FOLLOW_CAMERA)  # a camera drawn again
+        size = framed_size(cfg, self.all_assets, labeled_sizes(scene)) if redraw else None
         if views > 1:  # this view's own camera (with one view, the scene's camera is the image's)
             scene = replace(scene, camera=sample_camera(cfg, factor_rng(cfg.seed, index, "camera", scene.attempt),
                                                         size))
-        need = int(cfg.camera.min_visible_objects)
-        if need > 0 and cfg.objects.placement not in ("float", "coverage"):
+        if need > 0 and cfg.objects.placement not in FOLLOW_CAMERA:
             for t in range(1, int(cfg.camera.max_tries) + 1):
                 if objects_in_view(scene.camera, scene.objects) >= need:
                     break

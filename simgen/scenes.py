@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .assets import AssetLibrary
+from .config import FOLLOW_CAMERA
 from .distributions import parse, sample_float, sample_int
 from .geometry import intrinsics_from_fov, look_at, pose_matrix, project, random_rotation, rotation_from_unit_cube
 from .seeds import FACTORS as _FACTORS
@@ -284,21 +285,31 @@ def _drop_poses(cfg, radii: Sequence[float], rng: np.random.Generator, stable: S
     return poses
 
 
+def _free_spot(camera: CameraSpec, Kinv: np.ndarray, r: float, placed: List[Tuple[np.ndarray, float]],
+               rng: np.random.Generator, depth) -> np.ndarray:
+    """A point in front of the camera on a random pixel's ray at ``depth()`` metres along the
+    optical axis, retried (bounded) until its sphere of radius ``r`` misses the ``placed``
+    ones; recorded in ``placed``. Per try: two pixel draws, then ``depth()``."""
+    for _ in range(50):
+        u = rng.uniform(0.05, 0.95) * camera.width
+        v = rng.uniform(0.05, 0.95) * camera.height
+        d = depth()
+        ray = Kinv @ [u, v, 1.0]
+        p = camera.pose[:3, :3] @ (ray / ray[2] * d) + camera.pose[:3, 3]
+        if all(np.linalg.norm(p - q) >= r + qr for q, qr in placed):
+            break
+    placed.append((p, r))
+    return p
+
+
 def _float_poses(cfg, camera: CameraSpec, radii: Sequence[float], rng: np.random.Generator) -> List[np.ndarray]:
     """Poses spread through the camera's view at float_distance, avoiding overlaps (bounded)."""
     Kinv = np.linalg.inv(camera.K)
     placed: List[Tuple[np.ndarray, float]] = []
     poses = []
     for r in radii:
-        for _ in range(50):
-            u = rng.uniform(0.05, 0.95) * camera.width
-            v = rng.uniform(0.05, 0.95) * camera.height
-            d = sample_float(cfg.objects.float_distance, rng, "objects.float_distance")
-            ray = Kinv @ [u, v, 1.0]
-            p = camera.pose[:3, :3] @ (ray / ray[2] * d) + camera.pose[:3, 3]
-            if all(np.linalg.norm(p - q) >= r + qr for q, qr in placed):
-                break
-        placed.append((p, r))
+        p = _free_spot(camera, Kinv, r, placed, rng,
+                       lambda: sample_float(cfg.objects.float_distance, rng, "objects.float_distance"))
         poses.append(pose_matrix(random_rotation(rng), p))
     return poses
 
@@ -346,21 +357,13 @@ def _coverage_poses(cfg, camera: CameraSpec, radii: Sequence[float], points: Seq
     f = float(camera.K[1, 1])
     short = min(camera.width, camera.height)
     Kinv = np.linalg.inv(camera.K)
-    Rc = np.asarray(camera.pose)[:3, :3]
     placed: List[Tuple[np.ndarray, float]] = []
     poses = []
     for r, pt in zip(radii, points):
         share = math.exp(math.log(lo) + float(pt[3]) * (math.log(hi) - math.log(lo)))
         d = max(2 * r * f / (share * short), float(camera.znear) + r)
-        for _ in range(50):
-            u = rng.uniform(0.05, 0.95) * camera.width
-            v = rng.uniform(0.05, 0.95) * camera.height
-            ray = Kinv @ [u, v, 1.0]
-            p = Rc @ (ray / ray[2] * d) + camera.pose[:3, 3]
-            if all(np.linalg.norm(p - q) >= r + qr for q, qr in placed):
-                break
-        placed.append((p, r))
-        poses.append(pose_matrix(Rc @ rotation_from_unit_cube(*pt[:3]), p))
+        p = _free_spot(camera, Kinv, r, placed, rng, lambda d=d: d)
+        poses.append(pose_matrix(np.asarray(camera.pose)[:3, :3] @ rotation_from_unit_cube(*pt[:3]), p))
     return poses
 
 
@@ -384,7 +387,7 @@ def scene_centre(cfg) -> np.ndarray:
 def sample_camera(cfg, rng: np.random.Generator, object_size: Optional[float] = None) -> CameraSpec:
     """A camera from camera.* (the same draws, in the same order, whatever is set). With
     camera.object_share and ``object_size`` (the scene's typical object diameter, metres:
-    object_diameter), the distance is the one at which that size spans the drawn share of
+    framed_size), the distance is the one at which that size spans the drawn share of
     the image's shorter side, instead of a draw from camera.distance."""
     cc = cfg.camera
     fov = sample_float(cc.fov_deg, rng, "camera.fov_deg")
@@ -421,13 +424,18 @@ def sample_camera(cfg, rng: np.random.Generator, object_size: Optional[float] = 
                       znear=float(cc.znear), zfar=float(cc.zfar))
 
 
-def object_diameter(library: AssetLibrary, objects) -> Optional[float]:
-    """The median bounding-sphere diameter (metres) of a scene's labeled objects (``objects``:
-    ObjectSpecs, or (asset, scale) pairs), None without any: what camera.object_share frames."""
-    d = [2 * _radius(library, a) * float(np.max(sc)) for a, sc in
-         ((o.asset, o.scale) if isinstance(o, ObjectSpec) else o for o in objects
-          if not isinstance(o, ObjectSpec) or o.labeled)]
-    return float(np.median(d)) if d else None
+def framed_size(cfg, library: AssetLibrary, objects: Sequence[Tuple[str, float]]) -> Optional[float]:
+    """What camera.object_share frames: the median bounding-sphere diameter (metres) of the
+    scene's labeled objects, given as (asset, scale) pairs; None when the camera is placed by
+    camera.distance (no object_share, a placement whose objects follow the camera, no object)."""
+    if cfg.camera.object_share is None or cfg.objects.placement in FOLLOW_CAMERA or not objects:
+        return None
+    return float(np.median([2 * _radius(library, a) * float(sc) for a, sc in objects]))
+
+
+def labeled_sizes(scene: SceneSpec) -> List[Tuple[str, float]]:
+    """(asset, scale) of a scene's labeled objects (framed_size's input)."""
+    return [(o.asset, float(o.scale[0])) for o in scene.objects if o.labeled]
 
 
 def objects_in_view(camera: CameraSpec, objects: Sequence[ObjectSpec]) -> int:
@@ -499,9 +507,7 @@ def sample_scene(cfg, library: AssetLibrary, seed: int, index: int, attempt: int
             for sp, rank in zip(specs, ranks):
                 sp["coverage"] = coverage_point(seed, library.assets[sp["asset"]].category, block, rank)
     # the camera (a stream of its own) after the objects are chosen, so that it can frame their size
-    # (not with placements that place objects for the camera)
-    size = None if ob.placement in ("float", "coverage") else object_diameter(
-        library, [(sp["asset"], sp["scale"]) for sp in specs])
+    size = framed_size(cfg, library, [(sp["asset"], sp["scale"]) for sp in specs])
     camera = sample_camera(cfg, factor_rng(seed, index, "camera", attempt), size)
     objects = _build(cfg, library, specs, camera, rng_p, rng_m, seed, index, first_id=1)
     if distractor_library is not None:
@@ -541,7 +547,7 @@ def _build(cfg, library: AssetLibrary, specs: List[dict], camera: CameraSpec, rn
         poses = [s["pose"] for s in specs]
     elif ob.placement == "coverage" and first_id > 0:
         poses = _coverage_poses(cfg, camera, radii, [s["coverage"] for s in specs], rng_p)
-    elif ob.placement in ("float", "coverage"):  # coverage: its distractors float at random
+    elif ob.placement in FOLLOW_CAMERA:  # coverage: its distractors float at random
         poses = _float_poses(cfg, camera, radii, rng_p)
     else:
         share = float(ob.upright_share) + float(ob.stable_pose_share) if ob.placement == "drop" else 0.0

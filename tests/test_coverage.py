@@ -121,7 +121,7 @@ def test_the_report_counts_coverage_per_class(tmp_path):
 def test_camera_object_share_frames_the_median_object_at_that_share(library, share):
     """The camera stands where the scene's median labeled object spans ``share`` of the
     shorter image side: d = fy * diameter / (share * min(w, h)), whatever the objects' size."""
-    from simgen.scenes import object_diameter
+    from simgen.scenes import framed_size, labeled_sizes
 
     for scale in (0.1, 1.0, 10.0):  # millimetre parts to furniture: the same framing
         cfg = compose([f"camera.object_share={share}", "camera.look_at_jitter=0", f"objects.scale={scale}",
@@ -129,7 +129,7 @@ def test_camera_object_share_frames_the_median_object_at_that_share(library, sha
         for i in range(4):
             s = sample_scene(cfg, library, 0, i)
             diam = float(np.median([2 * _radius(library, o.asset) * o.scale[0] for o in s.objects if o.labeled]))
-            assert object_diameter(library, s.objects) == pytest.approx(diam)
+            assert framed_size(cfg, library, labeled_sizes(s)) == pytest.approx(diam)
             d = np.linalg.norm(np.asarray(s.camera.pose)[:3, 3])  # looks at the origin (no jitter)
             fy = float(s.camera.K[1, 1])
             assert fy * diam / d == pytest.approx(share * min(s.camera.width, s.camera.height), rel=1e-9)
