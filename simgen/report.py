@@ -27,18 +27,24 @@ VIEW_BINS = VIEW_AZIMUTHS * VIEW_BANDS
 COVERAGE_SIZE_EDGES = (0.0, 0.04, 0.08, 0.16, 0.32, 0.64)  # the last bin is open above
 
 
+def view_bins(R_m2c, t_m2c) -> np.ndarray:
+    """Per object, the equal-area cell (0..VIEW_BINS-1) of the direction from the object to
+    the camera in the object's model frame (``R_m2c``: (n, 3, 3), ``t_m2c``: (n, 3)); -1 where
+    the camera sits at the object's origin."""
+    R, t = np.asarray(R_m2c, float).reshape(-1, 3, 3), np.asarray(t_m2c, float).reshape(-1, 3)
+    v = -np.einsum("nji,nj->ni", R, t)  # -R^T t: the camera centre in the model frame
+    n = np.linalg.norm(v, axis=1)
+    ok = n > 0
+    v = v / np.where(ok, n, 1.0)[:, None]
+    az = ((np.arctan2(v[:, 1], v[:, 0]) + np.pi) / (2 * np.pi) * VIEW_AZIMUTHS).astype(int) % VIEW_AZIMUTHS
+    band = np.minimum(((v[:, 2] + 1.0) / 2.0 * VIEW_BANDS).astype(int), VIEW_BANDS - 1)
+    return np.where(ok, band * VIEW_AZIMUTHS + az, -1)
+
+
 def view_bin(R_m2c, t_m2c) -> Optional[int]:
-    """The equal-area cell (0..VIEW_BINS-1) of the direction from the object to the camera,
-    in the object's model frame; None when the camera sits at the object's origin."""
-    R, t = np.asarray(R_m2c, float).reshape(3, 3), np.asarray(t_m2c, float).reshape(3)
-    v = -R.T @ t
-    n = float(np.linalg.norm(v))
-    if not n > 0:
-        return None
-    v = v / n
-    az = int((np.arctan2(v[1], v[0]) + np.pi) / (2 * np.pi) * VIEW_AZIMUTHS) % VIEW_AZIMUTHS
-    band = min(int((v[2] + 1.0) / 2.0 * VIEW_BANDS), VIEW_BANDS - 1)
-    return band * VIEW_AZIMUTHS + az
+    """view_bins for one object; None when the camera sits at its origin."""
+    b = int(view_bins(R_m2c, t_m2c)[0])
+    return None if b < 0 else b
 
 
 def size_bin(box, width: int, height: int) -> int:
@@ -172,11 +178,11 @@ class _Survey:
             for hist, key, default in ((self.vis, "visibility", 1.0), (self.trunc, "truncation", 0.0)):
                 v = np.array([a.get(key, default) for a in anns], float)
                 np.add.at(hist, np.clip((v * 10).astype(int), 0, 9), 1)  # [0, 0.1), ..., [0.9, 1.0]
-            for a in anns:
-                pose = a.get("pose")
-                if pose and a["category_id"] in self.cover:
-                    v = view_bin(pose["R_m2c"], pose["t_m2c"])
-                    if v is not None:
+            posed = [a for a in anns if a.get("pose") and a["category_id"] in self.cover]
+            if posed:
+                cells = view_bins([a["pose"]["R_m2c"] for a in posed], [a["pose"]["t_m2c"] for a in posed])
+                for a, v in zip(posed, cells):
+                    if v >= 0:
                         self.cover[a["category_id"]][v, size_bin(a.get("amodal_bbox") or a["bbox"], img["width"],
                                                                  img["height"])] += 1
             if min(min(a["bbox"][2], a["bbox"][3]) for a in anns) <= t["degenerate_box_px"]:
