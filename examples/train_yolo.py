@@ -35,6 +35,12 @@ sys.path.insert(0, HERE)
 TRANSFER_OBJECTS = os.path.join(os.path.dirname(HERE), "bench", "transfer", "objects.yaml")
 
 
+def short_run_recipe(epochs: int, batch: int) -> dict:
+    """Ultralytics train() arguments for short CPU runs (see above); the transfer benchmark
+    trains with the same."""
+    return dict(nbs=batch, close_mosaic=max(1, epochs // 5))
+
+
 def fail(msg: str) -> int:
     print(f"train_yolo: error: {msg}", file=sys.stderr)
     return 2
@@ -87,9 +93,9 @@ def main() -> int:
     from ultralytics import YOLO
 
     model = YOLO("yolov8n.yaml")  # from scratch: no pretrained weights to download
-    model.train(data=data, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, nbs=a.batch,
-                close_mosaic=max(1, a.epochs // 5), workers=0, device="cpu", project=os.path.abspath(a.out),
-                name="train", exist_ok=True, plots=False, amp=False, pretrained=False, val=False, seed=0)
+    model.train(data=data, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, workers=0, device="cpu",
+                project=os.path.abspath(a.out), name="train", exist_ok=True, plots=False, amp=False,
+                pretrained=False, val=False, seed=0, **short_run_recipe(a.epochs, a.batch))
     where = dict(project=os.path.abspath(a.out), exist_ok=True, plots=False, workers=0, verbose=False)
     m = model.val(data=data, split="val", imgsz=a.imgsz, name="val", **where)
     print(f"generated val split: mAP50 {m.box.map50:.3f}, mAP50-95 {m.box.map:.3f}")

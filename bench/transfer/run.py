@@ -217,9 +217,11 @@ def train(a, work, name, data_yaml):
     project = os.path.join(work, "runs")
     last = os.path.join(project, name, "weights", "last.pt")
     meta = os.path.join(project, name, "bench.json")
-    # nbs=batch: no gradient accumulation (Ultralytics' default accumulates to 64 images, which
-    # leaves a small run a few dozen optimizer steps); mosaic for the first 80% of the epochs.
-    extra = dict(nbs=a.batch, close_mosaic=max(1, a.epochs // 5))
+    # the example's short-run recipe: nbs=batch (no gradient accumulation), mosaic for the first
+    # 80% of the epochs
+    from train_yolo import short_run_recipe
+
+    extra = short_run_recipe(a.epochs, a.batch)
     data = "".join(x for x in open(data_yaml) if not x.startswith("val:"))  # val: not used to train (val=False)
     want = dict(data=data, fingerprint=data_fingerprint(data_yaml), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
                 **extra)
