@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: jenga opaque (Blender read its MTL "Tf 1 1 1" as glass)
 CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "objects.yaml")
 
 
@@ -193,6 +193,11 @@ class Builder:
         bsdf = next((n for n in m.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
         if bsdf is None:
             return m
+        # Blender's OBJ importer reads the MTL "Tf" (transmission *filter*, which the spec applies
+        # only to a non-opaque material; jenga.mtl has "Tf 1 1 1" with "d 1") as Transmission
+        # Weight 1: target 1.0 rendered every jenga block as glass. Every object here is opaque.
+        bsdf.inputs["Transmission Weight"].default_value = 0.0
+        bsdf.inputs["Alpha"].default_value = 1.0
         if untextured:  # mug / lego: a random colour (ceramic or plastic)
             bsdf.inputs["Base Color"].default_value = (*hsv(rng.random(), rng.uniform(0.0, 1.0), rng.uniform(0.15, 0.95)), 1)
         finish = rng.choice(["matte", "satin", "glossy", "coated"])
