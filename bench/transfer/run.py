@@ -304,6 +304,8 @@ def main():
                     "/tmp/bpy-venv/bin/python"), help="python of the bpy virtualenv (requirements-bpy.txt)")
     ap.add_argument("--n-sim", type=int, default=300, help="simgen training images")
     ap.add_argument("--n-sim-val", type=int, default=60)
+    ap.add_argument("--sim-seed", type=int, default=SIM_SEED,
+                    help="seed of the simgen training set (val uses seed+1): another seed measures the run-to-run spread")
     ap.add_argument("--n-train", type=int, default=300, help="target-domain training images (in-domain reference)")
     ap.add_argument("--n-test", type=int, default=100, help="target test images")
     ap.add_argument("--samples", type=int, default=8, help="Cycles samples (denoised)")
@@ -329,8 +331,8 @@ def main():
     t_all = time.time()
     res = dict(overrides=a.overrides)
     res["target"] = make_targets(a, a.work)
-    res["simgen"] = simgen_set(a, a.work, a.n_sim, SIM_SEED, a.overrides, "train")
-    res["simgen_val"] = simgen_set(a, a.work, a.n_sim_val, SIM_VAL_SEED, a.overrides, "val")
+    res["simgen"] = simgen_set(a, a.work, a.n_sim, a.sim_seed, a.overrides, "train")
+    res["simgen_val"] = simgen_set(a, a.work, a.n_sim_val, a.sim_seed + SIM_VAL_SEED - SIM_SEED, a.overrides, "val")
 
     test_dir = res["target"]["test"]["list"]
     dy = os.path.join(a.work, "data")
@@ -356,11 +358,12 @@ def main():
     for f in a.ablate:
         extra = VARIANTS[f[1:]] if f.startswith("+") else ABLATIONS[f]
         label = f"+{f[1:]}" if f.startswith("+") else f"no {f}"
-        s = simgen_set(a, a.work, a.n_sim, SIM_SEED, list(a.overrides) + extra, "train")
+        s = simgen_set(a, a.work, a.n_sim, a.sim_seed, list(a.overrides) + extra, "train")
         y = yolo_yaml(os.path.join(dy, f"sim-{os.path.basename(s['dir'])}.yaml"),
                       os.path.join(s["dir"], "yolo", "images", "train"), test_dir)
         w, t = train(a, a.work, f"sim-{os.path.basename(s['dir'])}", y)
         res["ablations"][label] = dict(simgen=s, train_wall_s=t, on_target=evaluate(a, w, y))
+    res["sim_seed"] = a.sim_seed
     res["wall_s"] = round(time.time() - t_all, 1)
     if "indomain_on_target" not in res:
         print(json.dumps(res["simgen_on_target"], indent=1))
@@ -368,8 +371,10 @@ def main():
         txt = table(res)
         print(txt)
         res["table"] = txt
-    tag = hashlib.sha1(json.dumps([a.overrides, a.ablate]).encode()).hexdigest()[:8]
-    out = os.path.join(a.work, f"results-{tag}.json" if (a.overrides or a.ablate) else "results.json")
+    ident = [a.overrides, a.ablate] + ([a.sim_seed] if a.sim_seed != SIM_SEED else [])
+    tag = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:8]
+    out = os.path.join(a.work, f"results-{tag}.json" if (a.overrides or a.ablate or a.sim_seed != SIM_SEED)
+                       else "results.json")
     json.dump(res, open(out, "w"), indent=1)
     log(f"results: {out} (total {res['wall_s']} s)")
     return 0
