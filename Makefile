@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/bench.py
 	$(PY) bench/templates.py
 	$(PY) bench/effects.py
+	$(PY) bench/labels.py
 
 bench-memory: $(STAMP)
 	$(PY) bench/memory.py

@@ -2,7 +2,7 @@
 COCO RLE, areas, visibility and 6D poses."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -88,9 +88,14 @@ def difficulty(height: int, visibility: float, truncation: float, levels) -> str
     return "beyond_hard"
 
 
-def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
+def annotate(scene: SceneSpec, frame: Frame, cfg=None, bounds: Optional[Mapping[str, np.ndarray]] = None,
+             dist: Optional[np.ndarray] = None, keypoints: Optional[Mapping[str, object]] = None) -> List[Annotation]:
     """One Annotation per labeled object with at least ``cfg.min_visible_pixels`` visible
-    pixels (``cfg``: the annotate config; defaults when None).
+    pixels (``cfg``: the annotate config; defaults when None). ``cfg.labels`` names the
+    optional label kinds (simgen.labels) computed into each annotation's ``extra``; ``bounds``
+    (asset -> (2,3) model-frame bounding box, metres), ``keypoints`` (asset -> its keypoints,
+    labels.View) and ``dist`` (the image's lens distortion coefficients, if any) are what they
+    may need besides the buffers.
 
     visibility = visible pixels / pixels the object covers when rendered alone, both within
     the frame; truncation = 1 - (rendered-alone pixels within the frame / rendered-alone
@@ -104,6 +109,13 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
 
         cfg = OmegaConf.structured(AnnotateConfig)
     w2c = np.linalg.inv(np.asarray(scene.camera.pose))
+    kinds = tuple(cfg.get("labels", ()) or ())
+    view = None
+    if kinds:
+        from . import labels
+
+        view = labels.View(scene, frame, w2c, bounds or {}, None if dist is None else np.asarray(dist, np.float64),
+                           keypoints or {})
     inst = frame.instance
     counts = np.bincount(inst.ravel(), minlength=max((o.instance_id for o in scene.objects), default=0) + 1)
     # (distractors have negative ids and never appear in the instance map)
@@ -128,11 +140,17 @@ def annotate(scene: SceneSpec, frame: Frame, cfg=None) -> List[Annotation]:
         ignore = (vis < cfg.min_visibility or area < cfg.min_area or min(bbox[2], bbox[3]) < cfg.min_box_side)
         if ignore and cfg.filtered == "drop":
             continue
+        extra = {}
+        if view is not None:
+            h, w = inst.shape
+            region = ((max(int(y0), 0), min(int(y0) + crop.shape[0], h), max(int(x0), 0),
+                       min(int(x0) + crop.shape[1], w)) if crop.size else (0, h, 0, w))
+            extra = labels.compute(kinds, view, labels.Target(o, mask, bbox, alone, region))
         out.append(Annotation(
             instance_id=o.instance_id, category=o.category, bbox=bbox, area=area,
             rle=encode_rle(mask, (bbox[0], bbox[0] + bbox[2])), visibility=vis, unoccluded_area=full,
             pose_m2w=np.asarray(o.pose), pose_m2c=w2c @ np.asarray(o.pose),
             scale=np.asarray(o.scale), asset=o.asset, truncation=trunc, amodal_bbox=amodal_bbox,
             amodal_rle=encode_rle(alone, (x0, x0 + crop.shape[1]) if crop.size else None),
-            difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty), ignore=bool(ignore)))
+            difficulty=difficulty(bbox[3], vis, trunc, cfg.difficulty), ignore=bool(ignore), extra=extra))
     return out

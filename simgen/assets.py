@@ -47,6 +47,10 @@ class Asset:
     color: Optional[Tuple[float, float, float, float]] = None  # declared RGBA in [0, 1] (manifest or sidecar)
     appearance: Optional[str] = None  # keep | jitter | randomize; None: objects.appearance decides
     up: Optional[str] = None  # the model axis that points up when the object stands as made (x|y|z|-x|-y|-z)
+    # named 3D keypoints: (name, (x, y, z)) in the mesh file's frame and units (primitives: metres,
+    # model frame); empty: a primitive's built-in set (builtin_keypoints), else none
+    keypoints: Tuple[Tuple[str, Tuple[float, float, float]], ...] = ()
+    skeleton: Tuple[Tuple[str, str], ...] = ()  # keypoint name pairs joined by a line
 
     @property
     def source(self) -> str:
@@ -139,7 +143,7 @@ def load_manifest(spec: str, units: str = "auto", on_error: str = "fail") -> Lis
         category = str(entry.get("category", name))
         mass = float(entry.get("mass", 0.1))
         friction = entry.get("friction")
-        looks = _appearance_fields(entry, where)
+        looks = {**_appearance_fields(entry, where), **_keypoint_fields(entry, where)}
         if "primitive" in entry:
             prim = entry["primitive"]
             if prim not in PRIMITIVES:
@@ -189,6 +193,29 @@ def _appearance_fields(entry: dict, where: str) -> dict:
     return out
 
 
+def _keypoint_fields(entry: dict, where: str) -> dict:
+    """The ``keypoints`` ({name: [x, y, z]}, in the mesh file's frame and units) and
+    ``skeleton`` ([[name, name], ...]) of a manifest entry or sidecar, checked."""
+    kp, sk = entry.get("keypoints"), entry.get("skeleton")
+    if kp is None:
+        if sk is not None:
+            raise AssetError(f"{where}: skeleton needs keypoints: {{name: [x, y, z], ...}}")
+        return {}
+    if not isinstance(kp, dict) or not kp or not all(
+            isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v)
+            for v in kp.values()):
+        raise AssetError(f"{where}: keypoints must be a mapping name: [x, y, z] (numbers, in the mesh file's "
+                         f"units and frame), got {kp!r}")
+    names = [str(k) for k in kp]
+    pairs = []
+    for pair in sk or []:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(str(n) in names for n in pair)):
+            raise AssetError(f"{where}: skeleton entries are pairs of keypoint names ({', '.join(names)}), got "
+                             f"{pair!r}")
+        pairs.append((str(pair[0]), str(pair[1])))
+    return {"keypoints": tuple((str(k), tuple(float(x) for x in v)) for k, v in kp.items()), "skeleton": tuple(pairs)}
+
+
 def _sidecar(path: str) -> dict:
     """The optional ``<mesh stem>.yaml`` beside a folder mesh: category, size (metres, the
     largest extent) or scale, mass, friction, color, appearance, up."""
@@ -202,7 +229,7 @@ def _sidecar(path: str) -> dict:
             data = yaml.safe_load(f) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise AssetError(f"sidecar '{side}' cannot be read ({type(exc).__name__}); fix it or remove it") from None
-    known = {"category", "size", "scale", "mass", "friction", "color", "appearance", "up"}
+    known = {"category", "size", "scale", "mass", "friction", "color", "appearance", "up", "keypoints", "skeleton"}
     if not isinstance(data, dict) or set(data) - known:
         bad = sorted(set(data) - known) if isinstance(data, dict) else data
         raise AssetError(f"sidecar '{side}': unknown key(s) {bad} (known: {', '.join(sorted(known))})")
@@ -272,7 +299,7 @@ def load_folder(folder: str, units: str = "auto", on_error: str = "fail") -> Lis
             scale = (_UNITS[units],) * 3
         else:
             raise ConfigError(f"assets.units must be auto, m, cm, mm or in, got '{units}'")
-        looks = _appearance_fields(side, where)
+        looks = {**_appearance_fields(side, where), **_keypoint_fields(side, where)}
         if "color" not in looks and declared_color(mesh) is not None:
             looks["color"] = declared_color(mesh)
         out.append(Asset(name, str(side.get("category", category)), set_name, mesh_path=path,
@@ -527,6 +554,32 @@ class AssetLibrary:
     def collision(self, name: str) -> Collision:
         return _collision(self.assets[name])
 
+    def keypoints(self, name: str) -> Optional[Tuple[Tuple[str, ...], np.ndarray, Tuple[Tuple[int, int], ...]]]:
+        """The asset's keypoints: (names, (K,3) float64 model-frame metres, skeleton as 0-based
+        index pairs), or None when it has none (declared, or a primitive's built-in set)."""
+        return _keypoints(self.assets[name])
+
+    def keypoint_schema(self) -> Dict[str, Tuple[Tuple[str, ...], Tuple[Tuple[int, int], ...]]]:
+        """category -> (keypoint names, skeleton) for the categories whose assets have
+        keypoints. Every asset of such a category that has keypoints must have the same
+        names in the same order (AssetError otherwise); one with none gets v=0 for all."""
+        out: Dict[str, Tuple[Tuple[str, ...], Tuple[Tuple[int, int], ...]]] = {}
+        owner: Dict[str, str] = {}
+        for name in self.names:
+            a = self.assets[name]
+            if a.category not in self.categories:  # (a distractor of a merged library)
+                continue
+            kp = _keypoint_names(a)
+            if kp is None:
+                continue
+            if a.category in out and out[a.category][0] != kp[0]:
+                raise AssetError(f"assets '{owner[a.category]}' and '{name}' of class '{a.category}' have different "
+                                 f"keypoints ({', '.join(out[a.category][0])} / {', '.join(kp[0])}); COCO keeps one "
+                                 f"list per class (fix: give them the same names in the same order)")
+            out.setdefault(a.category, kp)
+            owner.setdefault(a.category, name)
+        return out
+
 
 def _is_textured(mesh) -> bool:
     vis = getattr(mesh, "visual", None)
@@ -745,6 +798,50 @@ MAX_HULL_VERTICES = 96  # collision cost grows with hull size; 96 keeps sag to ~
 STABLE_POSES_VERSION = "stable-1"  # part of the cache key of _stable_poses: change with its method
 STABLE_MIN_PROB = 0.02  # resting poses less likely than this (edges, near-unstable faces) are dropped
 STABLE_MIN_BEST = 0.05  # below this for the likeliest pose the shape has no preferred pose (a ball)
+
+
+def builtin_keypoints(asset: Asset):
+    """A primitive's own keypoints in its model frame: a box's 8 corners (Objectron's order,
+    as simgen.labels.box3d) joined by its 12 edges; the top and bottom of a cylinder, prism,
+    cone (its tip and the centre of its base) and capsule (its tips); none for round shapes.
+    ((names, (K,3) metres, skeleton index pairs) or None.)"""
+    if asset.primitive in ("box",):
+        lo, hi = _visual_mesh(asset).bounds
+        signs = [(i, j, k) for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)]
+        names = tuple("".join(("-" if v < 0 else "+") + ax for v, ax in zip(sg, "xyz")) for sg in signs)
+        pts = np.array([[(hi if v > 0 else lo)[d] for d, v in enumerate(sg)] for sg in signs])
+        edges = tuple((a, b) for a in range(8) for b in range(a + 1, 8)
+                      if sum(x != y for x, y in zip(signs[a], signs[b])) == 1)
+        return names, pts, edges
+    if asset.primitive in ("cylinder", "prism", "cone", "capsule"):
+        lo, hi = _visual_mesh(asset).bounds
+        names = ("tip", "base") if asset.primitive == "cone" else ("top", "bottom")
+        return names, np.array([[0.0, 0.0, hi[2]], [0.0, 0.0, lo[2]]]), ((0, 1),)
+    return None
+
+
+def _keypoint_names(asset: Asset):
+    """(names, skeleton index pairs) of the asset's keypoints without loading a mesh, or None."""
+    if asset.keypoints:
+        names = tuple(n for n, _ in asset.keypoints)
+        return names, tuple((names.index(a), names.index(b)) for a, b in asset.skeleton)
+    if asset.primitive in ("box",):
+        kp = builtin_keypoints(asset)
+        return kp[0], kp[2]
+    if asset.primitive in ("cylinder", "prism", "cone", "capsule"):
+        return (("tip", "base") if asset.primitive == "cone" else ("top", "bottom")), ((0, 1),)
+    return None
+
+
+@lru_cache(maxsize=None)
+def _keypoints(asset: Asset):
+    if not asset.keypoints:
+        return builtin_keypoints(asset)
+    names, skeleton = _keypoint_names(asset)
+    pts = np.array([p for _, p in asset.keypoints], np.float64)
+    if asset.primitive is None:  # the mesh file's frame and units -> the model frame in metres
+        pts = pts * np.asarray(asset.scale) - _mesh_offset(asset)
+    return names, pts, skeleton
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ USAGE = """usage: simgen [--cfg] [key=value ...]
        simgen -m [--jobs N] key=a,b other=x,y ...   (one dataset per combination)
        simgen validate <dataset> [--workers N]
        simgen merge <shard folder> [...] [--out DIR]   (shards.count=N shards.index=K runs)
-       simgen export <dataset> --to yolo[,voc] [--segments]
+       simgen export <dataset> --to yolo[,voc,semantic] [--segments | --obb | --pose]
        simgen preview <dataset> [--n 16] [--indices 0,5,9] [--amodal] [--depth] [--instances] [--out F]
        simgen report <dataset> [--against real/annotations.json [--real-images DIR]] [--out DIR]
 
@@ -71,7 +71,11 @@ def _export(args: List[str]) -> int:
     ap.add_argument("dataset")
     ap.add_argument("--to", required=True, help=f"comma-separated: {', '.join(sorted(EXPORTERS))}")
     ap.add_argument("--segments", action="store_true", help="YOLO segmentation polygons instead of boxes")
+    ap.add_argument("--obb", action="store_true", help="YOLO oriented boxes (Ultralytics OBB task) instead of boxes")
+    ap.add_argument("--pose", action="store_true", help="YOLO boxes with keypoints (Ultralytics pose task)")
     a = ap.parse_args(args)
+    if a.segments + a.obb + a.pose > 1:
+        raise SimGenError("--segments, --obb and --pose: give one; a YOLO label file holds one kind")
     fmts = [f for f in a.to.split(",") if f and f != "coco"]
     unknown = [f for f in fmts if f not in EXPORTERS]
     path = os.path.join(a.dataset, ANNOTATIONS_FILE)
@@ -79,7 +83,7 @@ def _export(args: List[str]) -> int:
         raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")
     dataset_annotations(path)
     claim(a.dataset, [EXPORTERS[f].folder for f in fmts])
-    options = {"yolo_segments": a.segments}
+    options = {"yolo_segments": a.segments, "yolo_obb": a.obb, "yolo_pose": a.pose}
     try:  # read as a stream: a million-image annotations.json (~10 GB) is never loaded whole
         folders = read_coco(path, lambda coco: export(a.dataset, coco, fmts, options))
     except (ValueError, KeyError) as exc:

@@ -231,6 +231,10 @@ class AnnotateConfig:
     filtered: str = "ignore"  # ignore: kept with ignore=1 and iscrowd=1 (COCOeval skips them) | drop
     amodal_canvas: float = 1.0  # frame sizes added on each side to measure truncation
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
+    # optional label kinds in each annotation (docs/formats.md): occluders (occlusion order),
+    # obb (oriented box of the visible mask), box3d (3D box and its projected corners),
+    # keypoints (the assets' named 3D points, COCO keypoints with visibility)
+    labels: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -248,6 +252,8 @@ class CocoConfig:
 @dataclass
 class YoloConfig:
     segments: bool = False  # write segmentation polygons instead of boxes
+    obb: bool = False  # write oriented boxes (Ultralytics OBB task) instead of boxes
+    pose: bool = False  # add keypoints (Ultralytics pose task; needs annotate.labels with keypoints)
 
 
 @dataclass
@@ -308,7 +314,7 @@ class SimGenConfig:
     # Config group `edge_cases` (configs/edge_cases/*.yaml, combinable: edge_cases=[night,fog]):
     # condition name -> {p: probability per image, <parameter>: <distribution>}; see simgen.effects.
     edge_cases: Dict[str, Any] = field(default_factory=dict)
-    formats: List[str] = field(default_factory=lambda: ["coco"])  # coco (always) + yolo, voc
+    formats: List[str] = field(default_factory=lambda: ["coco"])  # coco (always) + yolo, voc, bop, semantic
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     yolo: YoloConfig = field(default_factory=YoloConfig)
     coco: CocoConfig = field(default_factory=CocoConfig)
@@ -775,6 +781,11 @@ def validate(cfg) -> None:
     need("bop" not in cfg.formats or ob.placement == "fixed" or dist_parse("objects.scale", ob.scale).support == (1, 1),
          f"formats with bop need objects.scale=1 (BOP models have one fixed size), got objects.scale="
          f"{ob.scale} (fix: objects.scale=1, or formats without bop)")
+    picked = [k for k in ("segments", "obb", "pose") if cfg.yolo[k]]
+    need(len(picked) <= 1, f"yolo.{' and yolo.'.join(picked)} are all true; a YOLO label file holds one kind (fix: "
+         f"pick one; `simgen export --to yolo` rewrites yolo/ with another)")
+    need(not cfg.yolo.pose or "keypoints" in cfg.annotate.labels, "yolo.pose needs keypoints in the annotations "
+         "(fix: annotate.labels=[keypoints])")
     sp = cfg.splits
     total = sp.train + sp.val + sp.test
     need(min(sp.train, sp.val, sp.test) >= 0 and max(sp.train, sp.val, sp.test) <= 1 and abs(total - 1) < 1e-6,
@@ -786,6 +797,11 @@ def validate(cfg) -> None:
     need(an.min_area >= 0 and an.min_box_side >= 0, "annotate.min_area and min_box_side must be >= 0")
     need(an.filtered in ("ignore", "drop"), f"annotate.filtered must be ignore or drop, got '{an.filtered}'")
     need(0 <= an.amodal_canvas <= 4, "annotate.amodal_canvas must be in [0, 4] frame sizes")
+    from .labels import KINDS
+
+    bad = [k for k in an.labels if k not in KINDS]
+    need(not bad, f"unknown annotate.labels {bad}; known: {', '.join(KINDS)} (fix: annotate.labels=[occluders,obb])")
+    need(len(set(an.labels)) == len(an.labels), f"annotate.labels names a kind twice: {list(an.labels)} (fix: name each once)")
     for lv in ("easy", "moderate", "hard"):
         d = an.difficulty[lv]
         need(d.min_height >= 0 and 0 <= d.min_visibility <= 1 and 0 <= d.max_truncation <= 1,

@@ -78,6 +78,8 @@ class Pipeline:
                                   f"would be punished for finding them unlabeled (fix: distractors.asset_sets=[clutter], "
                                   f"or distractors.share_class_shapes=true if that is what you want)")
             self.all_assets = self.library.merged(self.distractors)
+        # category -> (keypoint names, skeleton); checked here, so a mismatch fails before any image
+        self.keypoint_schema = self.library.keypoint_schema() if "keypoints" in cfg.annotate.labels else {}
         self._physics = None
         self._renderer = None
         self._settled = None  # (scene index, settled scene, report): reused by its other views
@@ -107,6 +109,18 @@ class Pipeline:
 
             self._physics = PhysicsWorld()
         return self._physics
+
+    def model_bounds(self, asset: str):
+        """(2,3) model-frame bounding box of ``asset``'s mesh, metres (the annotate labels' box3d)."""
+        return self.all_assets.visual_mesh(asset).bounds
+
+    def asset_keypoints(self, obj):
+        """``obj``'s asset keypoints (AssetLibrary.keypoints), or (the class's names, None)
+        when the asset has none but its class has, or None."""
+        kp = self.library.keypoints(obj.asset)
+        if kp is None and obj.category in self.keypoint_schema:
+            return self.keypoint_schema[obj.category][0], None, ()
+        return kp
 
     def close(self) -> None:
         """Release the physics client. The renderer is the process's shared one and stays."""
@@ -179,7 +193,10 @@ class Pipeline:
         t3 = time.perf_counter()
         frame, meta = effects.apply_image(fired, frame, scene)
         t3e = time.perf_counter()
-        anns = annotate(scene, frame, self.cfg.annotate)
+        bounds = ({o.asset: self.model_bounds(o.asset) for o in scene.objects if o.labeled}
+                  if self.cfg.annotate.labels else None)
+        kps = {o.asset: self.asset_keypoints(o) for o in scene.objects if o.labeled} if self.keypoint_schema else None
+        anns = annotate(scene, frame, self.cfg.annotate, bounds, (meta or {}).get("dist_coeffs"), kps)
         t4 = time.perf_counter()
         t.update(sample=self._t_sample, physics=self._t_physics, render=t3 - t2, effects=t3e - t3,
                  annotate=t4 - t3e)

@@ -307,6 +307,19 @@ class _PartPaths:
         return (part_path(self.parts_dir, i) for i in range(self.n))
 
 
+def category_fields(cfg) -> Dict[str, dict]:
+    """Extra COCO category fields: ``keypoints`` (names) and ``skeleton`` (1-based index pairs)
+    of every class (empty for those without), when annotate.labels has keypoints."""
+    if "keypoints" not in cfg.annotate.labels:
+        return {}
+    from .assets import AssetLibrary
+
+    lib = AssetLibrary.from_config(cfg)
+    schema = lib.keypoint_schema()
+    return {c: {"keypoints": list(schema[c][0]), "skeleton": [[a + 1, b + 1] for a, b in schema[c][1]]}
+            if c in schema else {"keypoints": [], "skeleton": []} for c in lib.categories}
+
+
 def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: str, extra: Optional[dict]):
     from .version import __version__
     from .writers import EXPORTERS, coco
@@ -319,8 +332,11 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
     # Streamed from the part files one image at a time: memory does not grow with the dataset.
     # One pass writes COCO and every other format.
     paths = _PartPaths(parts_dir, n)
-    plain = coco.Coco.from_parts(paths, categories, info)
-    exporters = [EXPORTERS[fmt](out, plain.categories, {"yolo_segments": bool(cfg.yolo.segments)})
+    fields = category_fields(cfg)
+    plain = coco.Coco.from_parts(paths, categories, info, category_fields=fields)
+    exporters = [EXPORTERS[fmt](out, plain.categories, {"yolo_segments": bool(cfg.yolo.segments),
+                                                             "yolo_obb": bool(cfg.yolo.obb),
+                                                             "yolo_pose": bool(cfg.yolo.pose)})
                  for fmt in cfg.formats if fmt != "coco"]
     instances: Counter = Counter()
     not_settled: List[int] = []
@@ -338,7 +354,7 @@ def _finalize_locked(out: str, cfg, categories: List[str], n: int, parts_dir: st
     processes = effective_workers(cfg) if n >= PARALLEL_FINALIZE else 1
     dataset.claim(out, [ANNOTATIONS_FILE, *coco.SPLIT_FILES, SUMMARY_FILE, *(e.folder for e in exporters)])
     coco.write(out, coco.Coco.from_parts(paths, categories, info, polygons=bool(cfg.coco.polygons),
-                                         processes=processes), observe, exporters, plain)
+                                         processes=processes, category_fields=fields), observe, exporters, plain)
     atomic_write_json(os.path.join(out, SUMMARY_FILE), {
         "images": n, **(extra or {}), "instances": dict(sorted(instances.items())),
         "not_settled": not_settled, "resampled_scenes": resampled}, indent=1)

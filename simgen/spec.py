@@ -197,3 +197,4 @@ class Annotation:
     amodal_rle: Optional[dict] = None  # silhouette within the frame (occluders ignored)
     difficulty: str = "easy"  # easy | moderate | hard | beyond_hard
     ignore: bool = False  # below a configured filter: COCOeval should skip it
+    extra: Dict[str, object] = field(default_factory=dict)  # the annotate.labels kinds' JSON fields (labels/)

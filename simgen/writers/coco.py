@@ -60,6 +60,7 @@ def image_part(sample, files: Dict[str, str]) -> dict:
             "asset": a.asset, "scale": _r(a.scale),
             "pose": {"R_m2c": _r(a.pose_m2c[:3, :3]), "t_m2c": _r(a.pose_m2c[:3, 3]),
                      "R_m2w": _r(a.pose_m2w[:3, :3]), "t_m2w": _r(a.pose_m2w[:3, 3])},
+            **a.extra,
         })
     return {"image": img, "annotations": anns}
 
@@ -118,7 +119,8 @@ class Coco:
 
     @classmethod
     def from_parts(cls, paths: Iterable[str], categories: List[str], info: dict,
-                   polygons: bool = False, processes: int = 1) -> "Coco":
+                   polygons: bool = False, processes: int = 1,
+                   category_fields: Optional[Dict[str, dict]] = None) -> "Coco":
         """From per-image part files (``image_part`` records), given in image-index order;
         with ``polygons`` the visible masks become polygons instead of RLE. With
         ``processes`` > 1, :meth:`encoded` reads, converts and encodes the parts in that many
@@ -137,7 +139,8 @@ class Coco:
         def encoded(exporters):
             return _encoded_in_processes(paths, cat_ids, polygons, processes, exporters)
 
-        return cls(info, [{"id": i, "name": c, "supercategory": "object"} for c, i in cat_ids.items()], images,
+        return cls(info, [{"id": i, "name": c, "supercategory": "object", **(category_fields or {}).get(c, {})}
+                          for c, i in cat_ids.items()], images,
                    encoded if processes > 1 else None)
 
     @classmethod

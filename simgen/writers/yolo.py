@@ -1,6 +1,9 @@
 """Ultralytics YOLO layout: ``yolo/images/{split}/``, ``yolo/labels/{split}/<name>.txt``
-(``class cx cy w h`` normalised to [0, 1]; with segments, ``class x1 y1 x2 y2 ...``), and
-``yolo/data.yaml``. Ignored (filtered) objects are left out. Segments: the outer boundary
+(``class cx cy w h`` normalised to [0, 1]; with segments, ``class x1 y1 x2 y2 ...``; with obb,
+Ultralytics' OBB task: ``class x1 y1 x2 y2 x3 y3 x4 y4``, the corners of the visible mask's
+minimum-area rotated rectangle, clipped to the frame; with pose, Ultralytics' pose task:
+``class cx cy w h x1 y1 v1 ...``, every class padded to the most keypoints any class has,
+``kpt_shape`` in data.yaml), and ``yolo/data.yaml``. Ignored (filtered) objects are left out. Segments: the outer boundary
 of each part; several parts are joined into one polygon by zero-width bridges between
 their closest points (holes are not represented)."""
 from __future__ import annotations
@@ -10,6 +13,8 @@ from typing import List
 
 import numpy as np
 
+from ..errors import SimGenError
+from ..labels.obb import mask_obb
 from . import register
 from .common import SPLITS, Exporter, link_or_copy, read_mask, split_of
 
@@ -42,6 +47,14 @@ class Yolo(Exporter):
     def begin(self, coco) -> None:
         super().begin(coco)
         self.segments = bool(self.options.get("yolo_segments", False))
+        self.obb = bool(self.options.get("yolo_obb", False))
+        self.pose = bool(self.options.get("yolo_pose", False))
+        if self.segments + self.obb + self.pose > 1:
+            raise SimGenError("YOLO labels hold one kind: segments, oriented boxes or keypoints (fix: ask for one)")
+        self.nkpt = max((len(c.get("keypoints") or []) for c in self.categories), default=0)
+        if self.pose and not self.nkpt:
+            raise SimGenError("YOLO pose labels need keypoints, and no class of this dataset has any (fix: make it "
+                              "with annotate.labels=[keypoints] and assets that have keypoints: docs/formats.md)")
         self.cat_index = {c["id"]: k for k, c in enumerate(self.categories)}
         self._used = set()
 
@@ -53,13 +66,21 @@ class Yolo(Exporter):
         link_or_copy(os.path.join(self.dataset, "images", img["file_name"]),
                      os.path.join(self.tmp, "images", split, img["file_name"]))
         W, H = img["width"], img["height"]
-        inst = read_mask(self.dataset, img) if self.segments else None
+        inst = read_mask(self.dataset, img) if self.segments or (
+            self.obb and any("obb_corners" not in a for a in anns)) else None
         lines = []
         for a in anns:
             if a.get("ignore"):
                 continue
             c = self.cat_index[a["category_id"]]
-            if self.segments:
+            if self.obb:
+                if "obb_corners" in a:
+                    xy = np.asarray(a["obb_corners"], np.float64).reshape(4, 2)
+                else:
+                    xy = mask_obb(inst == a["instance_id"], tuple(a["bbox"]))[1]
+                xy = xy / [W, H]  # corners lie on pixel edges: no half-pixel shift
+                lines.append(f"{c} " + " ".join(f"{v:.6f}" for v in np.clip(xy, 0, 1).ravel()))
+            elif self.segments:
                 poly = mask_polygon(inst == a["instance_id"])
                 if len(poly) < 3:
                     continue
@@ -68,7 +89,15 @@ class Yolo(Exporter):
                 lines.append(f"{c} " + " ".join(f"{v:.6f}" for v in np.clip(xy, 0, 1).ravel()))
             else:
                 x, y, w, h = a["bbox"]  # pixel k spans [k, k+1]: the box edges are x and x + w
-                lines.append(f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
+                line = f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}"
+                if self.pose:
+                    kp = np.zeros((self.nkpt, 3))
+                    own = np.asarray(a.get("keypoints") or [], np.float64).reshape(-1, 3)
+                    kp[:len(own)] = own
+                    seen = kp[:, 2] > 0  # COCO keypoints have pixel centres at integers: +0.5 to edges
+                    kp[seen, :2] = np.clip((kp[seen, :2] + 0.5) / [W, H], 0, 1)
+                    line += "".join(f" {u:.6f} {v:.6f} {int(f)}" for u, v, f in kp)
+                lines.append(line)
         with open(os.path.join(self.tmp, "labels", split, f"{name}.txt"), "w") as f:
             f.write("\n".join(lines) + ("\n" if lines else ""))
         return split
@@ -83,5 +112,6 @@ class Yolo(Exporter):
             splits += "val: images/train\n"
         with open(os.path.join(self.tmp, "data.yaml"), "w") as f:
             f.write("# Ultralytics dataset written by simgen. Paths are relative to this file.\n"
-                    f"{splits}nc: {len(self.categories)}\nnames:\n{names}\n")
+                    f"{splits}nc: {len(self.categories)}\nnames:\n{names}\n"
+                    + (f"kpt_shape: [{self.nkpt}, 3]\n" if self.pose else ""))
         return super().end()
