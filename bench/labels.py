@@ -1,4 +1,5 @@
-"""Per optional label kind (annotate.labels) and for the semantic map: the cost in ms per
+"""Per optional label kind (annotate.labels), for the semantic map and the normals pass
+(render.write_normals): the cost in ms per
 640x480 image with 10 objects, measured on the same rendered frames side by side in one
 process (median over the images), against the annotation stage without them. Run by
 `make bench`."""
@@ -30,6 +31,15 @@ def main() -> int:
     samples = [pipe.make(i) for i in range(a.images)]
     bounds = {o.asset: pipe.model_bounds(o.asset) for s in samples for o in s.scene.objects if o.labeled}
     kps = {o.asset: pipe.asset_keypoints(o) for s in samples for o in s.scene.objects if o.labeled}
+    # The normals pass (render.write_normals): the renderer's own timing of it, and its PNG.
+    nrm, png = [], []
+    for _ in range(a.repeat):
+        for s in samples:
+            f = pipe.renderer.render(s.scene, pipe.all_assets, normals=True)
+            nrm.append(pipe.renderer.last_timings["normals"])
+            t0 = time.perf_counter()
+            encode_png(f.normals)
+            png.append(time.perf_counter() - t0)
     pipe.close()
     variants = {"none": []} | {k: [k] for k in KINDS} | {"all": list(KINDS)}
     cost = {v: [] for v in variants}
@@ -60,6 +70,8 @@ def main() -> int:
         t.append(time.perf_counter() - t0)
     res["semantic_png"] = round(float(np.median(t)) * 1000, 3)
     print(f"  semantic map + PNG {res['semantic_png']:.2f} ms/image")
+    res["normals_pass"], res["normals_png"] = (round(float(np.median(x)) * 1000, 3) for x in (nrm, png))
+    print(f"  normals pass {res['normals_pass']:.2f} ms/image + PNG {res['normals_png']:.2f} ms/image")
     os.makedirs("out", exist_ok=True)
     with open("out/bench_labels.json", "w") as f:
         json.dump(res, f, indent=1)

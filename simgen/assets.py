@@ -201,18 +201,27 @@ def _keypoint_fields(entry: dict, where: str) -> dict:
         if sk is not None:
             raise AssetError(f"{where}: skeleton needs keypoints: {{name: [x, y, z], ...}}")
         return {}
-    if not isinstance(kp, dict) or not kp or not all(
-            isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v)
-            for v in kp.values()):
+    if not isinstance(kp, dict) or not kp:
         raise AssetError(f"{where}: keypoints must be a mapping name: [x, y, z] (numbers, in the mesh file's "
                          f"units and frame), got {kp!r}")
+    for k, v in kp.items():
+        if not (isinstance(v, (list, tuple)) and len(v) == 3
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in v)):
+            raise AssetError(f"{where}: keypoint '{k}' must be [x, y, z], three finite numbers in the mesh file's "
+                             f"units and frame, got {v!r}")
     names = [str(k) for k in kp]
     pairs = []
     for pair in sk or []:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(str(n) in names for n in pair)):
-            raise AssetError(f"{where}: skeleton entries are pairs of keypoint names ({', '.join(names)}), got "
-                             f"{pair!r}")
-        pairs.append((str(pair[0]), str(pair[1])))
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise AssetError(f"{where}: skeleton entries are pairs of keypoint names [a, b], got {pair!r}")
+        unknown = [str(n) for n in pair if str(n) not in names]
+        if unknown:
+            raise AssetError(f"{where}: skeleton {list(pair)!r}: '{unknown[0]}' is not one of its keypoints "
+                             f"({', '.join(names)})")
+        a, b = str(pair[0]), str(pair[1])
+        if a == b or (a, b) in pairs or (b, a) in pairs:
+            raise AssetError(f"{where}: skeleton {list(pair)!r} joins a keypoint to itself or repeats an edge")
+        pairs.append((a, b))
     return {"keypoints": tuple((str(k), tuple(float(x) for x in v)) for k, v in kp.items()), "skeleton": tuple(pairs)}
 
 
@@ -572,10 +581,12 @@ class AssetLibrary:
             kp = _keypoint_names(a)
             if kp is None:
                 continue
-            if a.category in out and out[a.category][0] != kp[0]:
+            if a.category in out and out[a.category] != kp:
+                what = "keypoints" if out[a.category][0] != kp[0] else "skeletons"
                 raise AssetError(f"assets '{owner[a.category]}' and '{name}' of class '{a.category}' have different "
-                                 f"keypoints ({', '.join(out[a.category][0])} / {', '.join(kp[0])}); COCO keeps one "
-                                 f"list per class (fix: give them the same names in the same order)")
+                                 f"{what} ({', '.join(out[a.category][0])} / {', '.join(kp[0])}); COCO keeps one "
+                                 f"list and skeleton per class (fix: give them the same names in the same order, "
+                                 f"and the same skeleton)")
             out.setdefault(a.category, kp)
             owner.setdefault(a.category, name)
         return out

@@ -78,6 +78,13 @@ def _export(args: List[str]) -> int:
         raise SimGenError("--segments, --obb and --pose: give one; a YOLO label file holds one kind")
     fmts = [f for f in a.to.split(",") if f and f != "coco"]
     unknown = [f for f in fmts if f not in EXPORTERS]
+    if len(set(fmts)) < len(fmts):
+        raise SimGenError(f"--to names a format twice: {a.to} (fix: name each once)")
+    if (a.segments or a.obb or a.pose) and "yolo" not in fmts:
+        raise SimGenError("--segments, --obb and --pose shape YOLO labels, and --to has no yolo (fix: --to yolo)")
+    if not fmts and not unknown:
+        raise SimGenError(f"--to {a.to!r} names no format to write (COCO is the dataset itself); known: "
+                          f"{', '.join(sorted(EXPORTERS))}")
     path = os.path.join(a.dataset, ANNOTATIONS_FILE)
     if unknown:
         raise SimGenError(f"unknown format(s) {unknown}; known: {', '.join(sorted(EXPORTERS))}")

@@ -205,6 +205,8 @@ class RenderConfig:
     # 36 (softer shadow edges, about 3x the RGB pass's cost on llvmpipe)
     png_compression: int = 1  # 0 (fast, large) .. 9 (slow, small); lossless either way
     write_depth: bool = True
+    # normals/<name>.png: camera-frame surface normals, 8-bit RGB = (n + 1) / 2 (docs/formats.md)
+    write_normals: bool = False
 
 
 @dataclass
@@ -786,6 +788,10 @@ def validate(cfg) -> None:
          f"pick one; `simgen export --to yolo` rewrites yolo/ with another)")
     need(not cfg.yolo.pose or "keypoints" in cfg.annotate.labels, "yolo.pose needs keypoints in the annotations "
          "(fix: annotate.labels=[keypoints])")
+    need(not picked or "yolo" in cfg.formats, f"yolo.{picked[0] if picked else ''}=true, but formats has no yolo "
+         f"(fix: formats=[coco,yolo])")
+    twice = sorted({f for f in cfg.formats if list(cfg.formats).count(f) > 1})
+    need(not twice, f"formats names {', '.join(twice)} twice (fix: name each once, e.g. formats=[coco,yolo])")
     sp = cfg.splits
     total = sp.train + sp.val + sp.test
     need(min(sp.train, sp.val, sp.test) >= 0 and max(sp.train, sp.val, sp.test) <= 1 and abs(total - 1) < 1e-6,

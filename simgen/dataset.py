@@ -31,7 +31,7 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "run_summary.json"
 REPORT_DIR = "report"
 PREVIEW_FILE = "preview.png"
-IMAGE_DIRS = ("images", "masks", "depth")  # per-image files: <image_name(index)>.<ext>
+IMAGE_DIRS = ("images", "masks", "depth", "normals")  # per-image files: <image_name(index)>.<ext>
 
 # Every top-level entry a simgen command may write into a dataset -> what writes it. Filled
 # by the writers' registry (each format's folder, COCO's files) and by the commands below;

@@ -218,7 +218,7 @@ def unfinished_error(missing: Sequence[int], why: str) -> SimGenError:
 
 # ---- local ----------------------------------------------------------------------------
 
-_WORKER: Optional[Pipeline] = None
+_WORKER: Optional[Pipeline] = None  # (or the SimGenError its config raised)
 _WORKER_OUT = ("", "")
 
 
@@ -245,14 +245,18 @@ def _init_worker(cfg_yaml: str, output_dir: str, parts_dir: str, lp_threads: Opt
     if lp_threads is not None:  # before this helper's GL context (made with its first image)
         os.environ["LP_NUM_THREADS"] = lp_threads
 
-    _WORKER = Pipeline(OmegaConf.create(cfg_yaml))
     _WORKER_OUT = (output_dir, parts_dir)
+    try:
+        _WORKER = Pipeline(OmegaConf.create(cfg_yaml))
+    except SimGenError as exc:  # (the main process meets the same and says it in one line: no traceback here)
+        _WORKER = exc
 
 
 def _warm_up() -> None:
     """A helper's first task: its GL context and shaders, made while the main process is
     still starting, not with its first image."""
-    _ = _WORKER.renderer  # made here, on purpose
+    if isinstance(_WORKER, Pipeline):
+        _ = _WORKER.renderer  # made here, on purpose
 
 
 class Helpers:
@@ -295,6 +299,8 @@ class Helpers:
 
 
 def _local_task(group: Tuple[int, ...]):
+    if not isinstance(_WORKER, Pipeline):
+        raise _WORKER
     return [(i, make_and_commit(_WORKER, i, *_WORKER_OUT), _WORKER.renderer.gl_renderer) for i in group]
 
 

@@ -2,6 +2,7 @@
 rename) and lossless PNG encoding."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -148,9 +149,13 @@ def encode_png(image: np.ndarray, compression: int = 1, labels: bool = False) ->
 
 
 def read_png(path: str) -> np.ndarray:
-    """Read a PNG written by :func:`encode_png` (RGB order, bit depth kept)."""
+    """Read a PNG written by :func:`encode_png` (RGB order, bit depth kept). A missing file
+    raises FileNotFoundError (checked first: OpenCV would only print a warning), an
+    unreadable one OSError."""
     import cv2
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(errno.ENOENT, "no such file", path)
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise OSError(f"cannot read image {path}")

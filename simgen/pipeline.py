@@ -80,6 +80,11 @@ class Pipeline:
             self.all_assets = self.library.merged(self.distractors)
         # category -> (keypoint names, skeleton); checked here, so a mismatch fails before any image
         self.keypoint_schema = self.library.keypoint_schema() if "keypoints" in cfg.annotate.labels else {}
+        if cfg.yolo.pose and "yolo" in cfg.formats and not self.keypoint_schema:
+            from .errors import ConfigError
+
+            raise ConfigError("yolo.pose=true, but no class has keypoints (fix: assets with keypoints: a manifest's "
+                              "keypoints:, or the built-in primitives; see docs/assets.md)")
         self._physics = None
         self._renderer = None
         self._settled = None  # (scene index, settled scene, report): reused by its other views
@@ -189,7 +194,7 @@ class Pipeline:
         renderer.shadows, renderer.amodal_canvas = bool(self.cfg.render.shadows), float(self.cfg.annotate.amodal_canvas)
         renderer.set_shadow_map_size(int(self.cfg.render.shadow_map_size))
         renderer.set_shadow_filter(str(self.cfg.render.shadow_filter))
-        frame = renderer.render(scene, self.all_assets)
+        frame = renderer.render(scene, self.all_assets, normals=bool(self.cfg.render.write_normals))
         t3 = time.perf_counter()
         frame, meta = effects.apply_image(fired, frame, scene)
         t3e = time.perf_counter()

@@ -61,6 +61,11 @@ def contact_sheet(dataset: str, n: int = 16, indices: Optional[List[int]] = None
     tiles = []
     for im, anns in chosen:
         rgb = read_png(os.path.join(dataset, "images", im["file_name"]))
+        if not im.get("mask_file"):
+            from .errors import SimGenError
+
+            raise SimGenError(f"image {im['file_name']} in {dataset} has no mask_file: preview draws simgen's "
+                              f"instance masks (fix: preview a dataset simgen wrote)")
         inst = read_png(os.path.join(dataset, im["mask_file"])).astype(np.int64)
         anns = [dict(a, category=cats[a["category_id"]]) for a in anns]
         row = [draw_labels(rgb, inst, anns, amodal=amodal)]

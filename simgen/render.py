@@ -25,7 +25,7 @@ from .spec import Frame, SceneSpec
 
 log = logging.getLogger("simgen.render")
 MAX_LIGHTS_PER_TYPE = 4
-_FLAT_PRIMITIVES = ("box", "cylinder", "cone")
+_FLAT_PRIMITIVES = ("box", "cylinder", "cone", "prism")  # faceted: face normals (a prism is polygonal)
 _logged_renderer = False
 _PARKED = np.diag([1e-9, 1e-9, 1e-9, 1.0])
 
@@ -161,6 +161,8 @@ def _box_corners_cached(library: AssetLibrary, asset: str) -> np.ndarray:
 
 
 MARGIN_SLACK = 0.01  # pixels: see _canvas_margins
+# simgen's own shaders of the normals pass (PyrenderRenderer._normals), shipped in the package
+NORMALS_SHADERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shaders", "normals")
 # pyrender's main framebuffer set (Renderer._configure_main_framebuffer): the frame's, or
 # the unoccluded canvas's while the other is parked
 _MAIN_FB_FIELDS = ("_main_fb", "_main_cb", "_main_db", "_main_fb_ms", "_main_cb_ms", "_main_db_ms", "_main_fb_dims")
@@ -313,6 +315,7 @@ class PyrenderRenderer:
         self._lights: Dict[str, List[object]] = {"directional": [], "point": [], "spot": []}
         self._light_nodes: List[object] = []
         self._unshadowed: set = set()  # light nodes whose shadows are off
+        self._normal_programs = None  # the normals pass's program cache (NORMALS_SHADERS), made on first use
         self.set_shadow_filter(shadow_filter)
 
     def set_shadow_filter(self, shadow_filter: str) -> None:
@@ -538,6 +541,10 @@ class PyrenderRenderer:
             return
         try:
             r._platform.make_current()
+            if self._normal_programs is not None:
+                self._normal_programs.clear()
+                _UNIFORM_LOCATIONS.clear()  # (GL reuses the deleted programs' ids)
+                self._normal_programs = None
             if self._parked_fbs is not None:
                 inner = r._renderer
                 inner._delete_main_framebuffer()
@@ -791,6 +798,25 @@ class PyrenderRenderer:
             return decode_ids(ids), depth
         return ids.view(np.int32), depth  # simgen's read: 24-bit ids, the same values as int32
 
+    def _normals(self, seg_map) -> np.ndarray:
+        """(H,W,3) uint8 surface normals (Frame.normals' encoding): pyrender's SEG pass (single
+        sample, no lighting, the same rasterization as the instance map and depth) drawn with
+        simgen's own shaders (NORMALS_SHADERS), which output the normal instead of an id."""
+        from pyrender.shader_program import ShaderProgramCache
+
+        inner = self._r._renderer
+        if self._normal_programs is None:
+            self._normal_programs = ShaderProgramCache(shader_dir=NORMALS_SHADERS)
+        programs, inner._program_cache = inner._program_cache, self._normal_programs
+        try:
+            bits, _ = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
+        finally:
+            inner._program_cache = programs
+        if bits.ndim == 3:  # pyrender's own read (RGB)
+            return np.ascontiguousarray(bits[..., :3])
+        h, w = bits.shape  # simgen's read: RGBA bytes as little-endian uint32, alpha masked off
+        return np.ascontiguousarray(np.ascontiguousarray(bits).view(np.uint8).reshape(h, w, 4)[..., :3])
+
     def _unoccluded(self, nodes: Dict[int, object], margins=(0, 0, 0, 0)):
         """Each object's mask as if alone, on a canvas enlarged by ``margins`` (left, top,
         right, bottom pixels) so that parts outside the frame count too; 24 objects per pass.
@@ -854,9 +880,11 @@ class PyrenderRenderer:
         pad_hi = np.clip(np.floor(hi - [c.width - 1, c.height - 1] + MARGIN_SLACK), 0, limit).astype(int)
         return int(pad_lo[0]), int(pad_lo[1]), int(pad_hi[0]), int(pad_hi[1])
 
-    def render(self, scene: SceneSpec, library: AssetLibrary, unoccluded: bool = True) -> Frame:
+    def render(self, scene: SceneSpec, library: AssetLibrary, unoccluded: bool = True,
+               normals: bool = False) -> Frame:
         """Render one scene. Depth and instance ids come from the same single-sample pass,
-        so they agree pixel for pixel; RGB is antialiased (4x MSAA)."""
+        so they agree pixel for pixel; RGB is antialiased (4x MSAA). ``normals``: also the
+        surface normals (Frame.normals), from a single-sample pass of the same geometry."""
         pr = self._pr
         t0 = time.perf_counter()
         nodes = self._load(scene, library)
@@ -874,6 +902,8 @@ class PyrenderRenderer:
             seg_map[node] = encode_id(0)
         instance, depth = self._seg(seg_map)
         t3 = time.perf_counter()
+        nrm = self._normals(seg_map) if normals else None
+        t4 = time.perf_counter()
         known = np.zeros(max(labeled, default=0) + 1, dtype=bool)
         known[0] = True
         known[list(labeled)] = True
@@ -885,7 +915,7 @@ class PyrenderRenderer:
         both = self._unoccluded(labeled, margins) if unoccluded else {}
         depth = np.asarray(depth, dtype=np.float32)
         self.last_timings = {"scene_graph": t1 - t0, "rgb": t2 - t1, "instance_depth": t3 - t2,
-                             "unoccluded": time.perf_counter() - t3}
-        return Frame(rgb=rgb, depth=depth, instance=instance.astype(np.int32, copy=False),
+                             "unoccluded": time.perf_counter() - t4, **({"normals": t4 - t3} if normals else {})}
+        return Frame(rgb=rgb, depth=depth, instance=instance.astype(np.int32, copy=False), normals=nrm,
                      unoccluded={i: m for i, (m, _) in both.items()},
                      amodal={i: a for i, (_, a) in both.items()})

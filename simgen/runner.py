@@ -91,15 +91,19 @@ def prepare_output(cfg, categories: Optional[List[str]] = None, lock: Optional[R
     stored, rewrite = _stored_fingerprint(cfg, out, fp)
     if stored is not None and stored != fp:
         if not cfg.overwrite:
-            keys = _diff_keys(stored, fp)[:4]
+            keys = _diff_keys(stored, fp)
+            export = ("; or, as only the output formats differ, `simgen export` writes another format from the "
+                      "images there without rendering again" if all(k.split(".")[0] in ("formats", "yolo", "coco")
+                                                                     for k in keys) else "")
             raise OutputError(f"output_dir '{cfg.output_dir}' holds a dataset made with a different config "
-                              f"(differs in: {', '.join(keys)}); fix: overwrite=true to replace it, or "
-                              f"another output_dir")
+                              f"(differs in: {', '.join(keys[:4])}); fix: overwrite=true to replace it, or "
+                              f"another output_dir{export}")
         dataset.clean(out, str(cfg.output_dir))
         rewrite = True
     run_path = dataset.work_path(out, RUN_FILE)
     parts = os.path.join(out, WORK_DIR, "parts")
-    for d in (*dataset.IMAGE_DIRS, parts):
+    dirs = [d for d in dataset.IMAGE_DIRS if d != "normals" or cfg.render.write_normals]
+    for d in (*dirs, parts):
         if os.path.islink(os.path.join(out, d)):
             raise OutputError(f"'{os.path.join(str(cfg.output_dir), d)}' is a symbolic link; simgen writes into "
                               f"real folders only (fix: replace the link by a folder, or choose another output_dir)")
@@ -109,8 +113,12 @@ def prepare_output(cfg, categories: Optional[List[str]] = None, lock: Optional[R
 
         atomic_write_json(run_path, {"simgen_version": __version__, "config": fp, "categories": categories},
                           indent=1)
-        dataset.claim(out, [WORK_DIR, *dataset.IMAGE_DIRS, CONFIG_FILE], check=False)  # new, or cleaned above
+        dataset.claim(out, [WORK_DIR, *dirs, CONFIG_FILE], check=False)  # new, or cleaned above
         atomic_write_bytes(os.path.join(out, CONFIG_FILE), to_yaml(cfg).encode("utf-8"))
+    from .writers import EXPORTERS
+
+    # the formats' folders: a user's own yolo/ or semantic/ there is refused now, not after rendering
+    dataset.claim(out, [EXPORTERS[f].folder for f in cfg.formats if f in EXPORTERS])
     return parts
 
 
@@ -416,7 +424,7 @@ def _merge_into(target: str, records, owned: list) -> None:
         raise OutputError(f"--out '{target}' is not empty; fix: choose a new or empty folder")
     parts_dir = os.path.join(target, WORK_DIR, "parts")
     try:
-        for d in ("images", "masks", "depth", parts_dir):
+        for d in ("images", "masks", "depth", parts_dir):  # (normals/: made by _link_image when there are any)
             os.makedirs(os.path.join(target, d), exist_ok=True)
         for name in (os.path.join(WORK_DIR, RUN_FILE), "config.yaml"):
             if not os.path.exists(os.path.join(target, name)):
@@ -435,7 +443,9 @@ def _link_image(source: str, index: int, target: str, link) -> None:
     last: the image is whole once that is there."""
     part_file = part_path(os.path.join(source, WORK_DIR, "parts"), index)
     img = read_part(part_file, index)["image"]
-    for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file")):
+    if img.get("normals_file"):
+        os.makedirs(os.path.dirname(os.path.join(target, img["normals_file"])), exist_ok=True)
+    for rel in (f"images/{img['file_name']}", img["mask_file"], img.get("depth_file"), img.get("normals_file")):
         if rel:
             link(os.path.join(source, rel), os.path.join(target, rel))
     link(part_file, part_path(os.path.join(target, WORK_DIR, "parts"), index))

@@ -166,6 +166,9 @@ class Frame:
     amodal: instance id -> (crop, x0, y0): the object rendered alone on a canvas reaching
     past the frame; crop is its tight bool mask, (x0, y0) its top-left pixel in image
     coordinates (negative or beyond W/H where the object leaves the frame).
+    normals: (H, W, 3) uint8 or None (render.write_normals): the unit surface normal in the
+    OpenCV camera frame, facing the camera, as round((n + 1) / 2 * 255) per axis (decode:
+    value / 127.5 - 1); (0, 0, 0) where no surface is drawn, exactly where depth is 0.
     """
 
     rgb: np.ndarray
@@ -174,6 +177,7 @@ class Frame:
     unoccluded: Dict[int, np.ndarray]
     amodal: Dict[int, tuple] = field(default_factory=dict)
     truncation: Dict[int, float] = field(default_factory=dict)  # measured before a geometric warp
+    normals: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)

@@ -136,10 +136,12 @@ def _validate(path: str, ds, max_problems: int, processes: int) -> List[str]:
     seen = {"image": _Seen(), "annotation": _Seen()}
     dups = {"image": [], "annotation": []}
     per_split: Counter = Counter()
+    with_normals = [0]
 
     def records():
         for img, anns in ds:
             per_split[img.get("split", "train")] += 1
+            with_normals[0] += bool(img.get("normals_file"))
             if not seen["image"].add(img["id"]):
                 dups["image"].append(img["id"])
             for a in anns:
@@ -149,29 +151,53 @@ def _validate(path: str, ds, max_problems: int, processes: int) -> List[str]:
                     bad(f"annotation {a['id']}: unknown category_id {a['category_id']}")
             yield img, anns
 
-    for found in _checked(path, records(), processes):
+    for found in _checked(path, records(), processes, _drops_filtered(path)):
         for msg in found:
             bad(msg)
     problems[:0] = [f"duplicate {what} ids: {ids[:5]}" for what, ids in dups.items() if ids]
-    _check_exports(path, per_split, len(cats), bad)
+    _check_exports(path, per_split, len(cats), bad, with_normals[0])
     return problems[:max_problems]
 
 
-def _checked(path: str, records, processes: int):
+def _config(path: str) -> dict:
+    """The dataset's config.yaml as a mapping ({} when it has none or it does not parse)."""
+    import yaml
+
+    try:
+        with open(os.path.join(path, "config.yaml"), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        return cfg if isinstance(cfg, dict) else {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+
+
+def _configured_formats(path: str) -> List[str]:
+    fmts = _config(path).get("formats") or []
+    return [str(f) for f in fmts] if isinstance(fmts, list) else []
+
+
+def _drops_filtered(path: str) -> bool:
+    """True when the dataset was made with annotate.filtered=drop (its config.yaml says so):
+    objects below the filters are then in the mask PNG without an annotation, by design."""
+    annotate = _config(path).get("annotate")
+    return isinstance(annotate, dict) and annotate.get("filtered") == "drop"
+
+
+def _checked(path: str, records, processes: int, drop_ok: bool = False):
     """Each image's problems (a list), in order: the first ``CHUNK`` images checked here,
     the rest, if any, in ``processes`` spawned processes."""
     from .parallel import chunked, ordered_map
 
-    for done in ordered_map(_check_chunk, chunked(records, CHUNK), processes, path, local_first=True,
+    for done in ordered_map(_check_chunk, chunked(records, CHUNK), processes, path, drop_ok, local_first=True,
                             what="checking images"):
         yield from done
 
 
-def _check_chunk(chunk, path: str) -> List[List[str]]:
-    return [_check_image(path, img, anns) for img, anns in chunk]
+def _check_chunk(chunk, path: str, drop_ok: bool = False) -> List[List[str]]:
+    return [_check_image(path, img, anns, drop_ok) for img, anns in chunk]
 
 
-def _check_image(path: str, img: dict, anns: list) -> List[str]:
+def _check_image(path: str, img: dict, anns: list, drop_ok: bool = False) -> List[str]:
     """One image's problems: its files (present, readable, the right size), its instance ids
     against the mask PNG, and each annotation's box, RLE (or polygons) and area against it."""
     from pycocotools import mask as mask_util
@@ -202,12 +228,40 @@ def _check_image(path: str, img: dict, anns: list) -> List[str]:
                 bad(f"{img['depth_file']}: wrong size")
         except OSError:
             bad(f"{img['depth_file']}: missing or unreadable")
+    if img.get("normals_file"):
+        try:
+            nrm = read_png(os.path.join(path, img["normals_file"]))
+            if nrm.shape != (H, W, 3):
+                bad(f"{img['normals_file']}: wrong size")
+            elif not nrm[inst > 0].any(axis=-1).all():
+                bad(f"{img['normals_file']}: object pixels without a normal")
+            else:
+                drawn = nrm[nrm.any(axis=-1)].astype(np.float32) / 127.5 - 1.0
+                if len(drawn) and np.abs(np.linalg.norm(drawn, axis=1) - 1.0).max() > 0.02:
+                    bad(f"{img['normals_file']}: holds values that are not unit normals")
+        except OSError:
+            bad(f"{img['normals_file']}: missing or unreadable")
+    sem_path = os.path.join(path, "semantic", os.path.splitext(name)[0] + ".png")
+    if os.path.isdir(os.path.join(path, "semantic")):
+        try:
+            sem = read_png(sem_path)
+        except OSError:
+            bad(f"semantic/{os.path.basename(sem_path)}: missing or unreadable")
+        else:
+            lut = np.full(int(inst.max(initial=0)) + 1, np.iinfo(sem.dtype).max if sem.dtype.kind == "u" else -1, np.int64)
+            lut[0] = 0
+            for a in anns:
+                if a["instance_id"] < lut.size:
+                    lut[a["instance_id"]] = a["category_id"]
+            if sem.shape != (H, W) or not (sem == lut[inst]).all():
+                bad(f"semantic/{os.path.basename(sem_path)}: differs from the mask PNG mapped through the annotations' "
+                    f"categories (fix: simgen export {path} --to semantic)")
     pixels = np.bincount(inst.ravel())  # pixels of each id in the mask PNG
     ids = [a["instance_id"] for a in anns]
     if len(set(ids)) != len(ids):
         bad(f"image {name}: instance ids repeat")
     extra = set(np.flatnonzero(pixels).tolist()) - {0} - set(ids)
-    if extra:
+    if extra and not drop_ok:  # (annotate.filtered=drop leaves them out on purpose)
         bad(f"{img['mask_file']}: ids {sorted(extra)[:5]} have no annotation")
     for a in anns:
         x, y, w, h = a["bbox"]
@@ -268,10 +322,55 @@ def _tight_box(mask: np.ndarray):
     return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
-def _check_exports(path: str, per_split: Counter, n_classes: int, bad) -> None:
+def _yolo_keypoints(data_yaml: str) -> int:
+    """Keypoints per label line of a YOLO pose dataset (data.yaml's kpt_shape), 0 otherwise."""
+    import yaml
+
+    try:
+        with open(data_yaml, encoding="utf-8") as f:
+            shape = (yaml.safe_load(f) or {}).get("kpt_shape")
+        return int(shape[0]) if shape else 0
+    except (OSError, ValueError, TypeError, IndexError, AttributeError, yaml.YAMLError):
+        return 0
+
+
+def _yolo_line_ok(v: List[str], n_classes: int, nkpt: int) -> bool:
+    """One YOLO label line: a class index, then a box (4 numbers), a polygon (an even number,
+    >= 6) or an oriented box (8), or with keypoints a box and nkpt (x, y, v) triples; every
+    coordinate in [0, 1], every visibility 0, 1 or 2."""
+    if not v[0].isdigit() or int(v[0]) >= n_classes:
+        return False
+    try:
+        nums = np.array(v[1:], float)
+    except ValueError:
+        return False
+    if nkpt:
+        if len(nums) != 4 + 3 * nkpt:
+            return False
+        kp = nums[4:].reshape(-1, 3)
+        coords = np.concatenate([nums[:4], kp[:, :2].ravel()])
+        return bool(np.isin(kp[:, 2], (0, 1, 2)).all() and (coords >= 0).all() and (coords <= 1).all())
+    if len(nums) < 4 or (len(nums) > 4 and (len(nums) % 2 or len(nums) < 6)):
+        return False
+    return bool((nums >= 0).all() and (nums <= 1).all())
+
+
+def _check_exports(path: str, per_split: Counter, n_classes: int, bad, with_normals: int = 0) -> None:
     n_images = sum(per_split.values())
+    for fmt in _configured_formats(path):
+        from .writers import EXPORTERS
+
+        if fmt in EXPORTERS and not os.path.isdir(os.path.join(path, EXPORTERS[fmt].folder)):
+            bad(f"{EXPORTERS[fmt].folder}/ is missing, and the dataset's config.yaml lists the format {fmt} (fix: "
+                f"simgen export {path} --to {fmt})")
+    nrm = os.path.join(path, "normals")
+    if os.path.isdir(nrm):
+        n_png = sum(1 for f in os.listdir(nrm) if f.endswith(".png"))
+        if n_png != with_normals:
+            bad(f"normals/: {n_png} maps, annotations.json names {with_normals}")
     yolo = os.path.join(path, "yolo")
     if os.path.isdir(yolo):
+        nkpt = _yolo_keypoints(os.path.join(yolo, "data.yaml"))
         for split, n in per_split.items():
             d = os.path.join(yolo, "labels", split)
             files = sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -282,14 +381,16 @@ def _check_exports(path: str, per_split: Counter, n_classes: int, bad) -> None:
                 bad(f"yolo/images/{split}: image count differs from COCO's {n}")
             for f in files:
                 for k, line in enumerate(open(os.path.join(d, f)).read().split("\n")):
-                    if not line.strip():
-                        continue
-                    v = line.split()
-                    nums = np.array(v[1:], float) if len(v) > 1 else np.zeros(0)
-                    if (not v[0].isdigit() or int(v[0]) >= n_classes or len(nums) < 4
-                            or (len(nums) > 4 and len(nums) % 2) or (nums < 0).any() or (nums > 1).any()):
+                    if line.strip() and not _yolo_line_ok(line.split(), n_classes, nkpt):
                         bad(f"yolo/labels/{split}/{f} line {k + 1}: malformed '{line[:60]}'")
                         break
+    sem = os.path.join(path, "semantic")
+    if os.path.isdir(sem):
+        n_png = sum(1 for f in os.listdir(sem) if f.endswith(".png"))
+        if n_png != sum(per_split.values()):
+            bad(f"semantic/: {n_png} maps for {sum(per_split.values())} images")
+        if not os.path.isfile(os.path.join(sem, "semantic_classes.json")):
+            bad(f"semantic/semantic_classes.json is missing (fix: simgen export {path} --to semantic)")
     voc = os.path.join(path, "voc")
     if os.path.isdir(voc):
         n_xml = len(os.listdir(os.path.join(voc, "Annotations"))) if os.path.isdir(os.path.join(voc, "Annotations")) else 0

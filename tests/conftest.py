@@ -54,3 +54,17 @@ def run_cli(*args, env=None, timeout=600, cwd=None):
     e.update(env or {})
     return subprocess.run([SIMGEN, *args], capture_output=True, text=True, timeout=timeout,
                           env=e, cwd=cwd or ROOT)
+
+
+def run_ultralytics(body: str, tmp_path, timeout: int = 600) -> str:
+    """Run ``body`` (Python) with Ultralytics offline and the CPU torchvision shim loaded, in
+    a subprocess of its own (importing Ultralytics here would patch Pillow for every later
+    test); returns its stdout, after asserting it exited 0."""
+    code = ("import json, os, sys\n"
+            "os.environ.update(YOLO_OFFLINE='1', YOLO_AUTOINSTALL='0')\n"
+            f"sys.path.insert(0, {os.path.join(ROOT, 'examples')!r})\n"
+            "import tv_cpu_shim; tv_cpu_shim.install()\n" + body)
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ycfg"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout

@@ -273,11 +273,13 @@ def test_configs_work_from_a_built_wheel(tmp_path):
             "assert simgen.__file__.startswith(sys.argv[1]), simgen.__file__; "
             "sys.exit(main(sys.argv[2:]))")
     out = tmp_path / "o"
+    # (normals and the label kinds: the shipped shaders and simgen.labels)
     r = subprocess.run([sys.executable, "-c", code, str(site), "num_images=2", "camera.width=64",
-                        "camera.height=48", f"output_dir={out}", "progress=false"],
+                        "camera.height=48", f"output_dir={out}", "progress=false", "render.write_normals=true",
+                        "annotate.labels=[occluders,obb,box3d,keypoints]"],
                        capture_output=True, text=True, cwd=str(tmp_path), env=env)
     assert r.returncode == 0, r.stderr
-    assert (out / "annotations.json").exists()
+    assert (out / "annotations.json").exists() and len(list((out / "normals").glob("*.png"))) == 2
 
 
 def test_edge_cases_are_recorded_and_deterministic(tmp_path):

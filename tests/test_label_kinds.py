@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import trimesh
-from conftest import camera, run_cli, scene
+from conftest import camera, run_cli, run_ultralytics, scene
 
 from simgen.annotate import annotate, decode_rle
 from simgen.geometry import project
@@ -247,6 +247,18 @@ def test_semantic_map_is_the_instance_map_through_the_categories(tmp_path):
     r = run_cli("export", out, "--to", "semantic")
     assert r.returncode == 0, r.stderr
     assert before == {f: open(os.path.join(out, "semantic", f), "rb").read() for f in before}
+    assert run_cli("validate", out).returncode == 0
+    # a map that disagrees with the mask, or is missing: validate names it
+    from simgen.io import encode_png
+
+    im = d["images"][1]
+    sem = read_png(os.path.join(out, "semantic", im["file_name"]))
+    sem[sem > 0] = 1
+    open(os.path.join(out, "semantic", im["file_name"]), "wb").write(encode_png(sem, labels=True))
+    os.remove(os.path.join(out, "semantic", d["images"][2]["file_name"]))
+    r = run_cli("validate", out)
+    msg = r.stdout + r.stderr
+    assert r.returncode == 1 and f"semantic/{im['file_name']}: differs" in msg and "missing or unreadable" in msg
 
 
 def test_semantic_map_is_16_bit_past_254_classes(tmp_path):
@@ -273,10 +285,7 @@ def test_semantic_map_is_16_bit_past_254_classes(tmp_path):
 @pytest.mark.training
 def test_ultralytics_reads_the_obb_labels(tmp_path):
     import importlib.util
-    import subprocess
-    import sys
 
-    from conftest import ROOT
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ultralytics") is None:
         pytest.skip("needs torch and ultralytics (see examples/train_yolo.py)")
@@ -286,10 +295,6 @@ def test_ultralytics_reads_the_obb_labels(tmp_path):
                 f"output_dir={out}")
     assert r.returncode == 0, r.stderr
     code = f"""
-import json, os, sys
-os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
-sys.path.insert(0, {os.path.join(ROOT, 'examples')!r})
-import tv_cpu_shim; tv_cpu_shim.install()
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.utils import check_det_dataset
 ds = YOLODataset(img_path={os.path.join(out, 'yolo', 'images', 'train')!r},
@@ -305,10 +310,7 @@ for i in range(len(ds)):
                  r[2] * W / gain, r[3] * H / gain, r[4])] for r in b]])
 print("ROWS", json.dumps(rows))
 """
-    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ycfg"))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
-    assert p.returncode == 0, p.stderr[-2000:]
-    rows = json.loads(next(x for x in p.stdout.splitlines() if x.startswith("ROWS"))[5:])
+    rows = json.loads(next(x for x in run_ultralytics(code, tmp_path).splitlines() if x.startswith("ROWS"))[5:])
     d = json.load(open(os.path.join(out, "annotations.json")))
     ids = {im["file_name"]: im["id"] for im in d["images"]}
     n = 0
@@ -364,7 +366,9 @@ def test_cube_corner_keypoints_project_and_see_as_analytic(renderer, library):
 
 
 def test_keypoints_behind_an_occluder_and_outside_the_frame(renderer, library):
-    cam = camera([0.0, 0.0, 1.0], [0.0, 0.0, 0.0])  # straight down
+    # straight down, close: the bottom corners project 4 px inside the top face (from 1 m they
+    # would be within a pixel of its edge, where a hidden point counts as visible)
+    cam = camera([0.0, 0.0, 0.45], [0.0, 0.0, 0.0])
     sc = scene([("cube", [0.0, 0.0, 0.035], None, 1.0), ("brick", [0.12, 0.0, 0.30], None, 2.0)], cam)
     frame = renderer.render(sc, library)
     kp = _keypoints(library, sc, frame)[1]
@@ -406,8 +410,13 @@ def test_declared_keypoints_in_the_mesh_files_units(tmp_path):
 
 @pytest.mark.parametrize("entry, words", [
     ("keypoints: [1, 2, 3]", "keypoints must be a mapping"),
-    ("keypoints: {a: [1, 2]}", "keypoints must be a mapping"),
-    ("keypoints: {a: [1, 2, 3]}, skeleton: [[a, b]]", "skeleton entries are pairs of keypoint names"),
+    ("keypoints: {a: [1, 2]}", "keypoint 'a' must be \\[x, y, z\\], three finite numbers"),
+    ("keypoints: {a: [.nan, 2, 3]}", "keypoint 'a' must be"),
+    ("keypoints: {a: [true, 2, 3]}", "keypoint 'a' must be"),
+    ("keypoints: {a: [1, 2, 3]}, skeleton: [[a, b]]", "'b' is not one of its keypoints \\(a\\)"),
+    ("keypoints: {a: [1, 2, 3]}, skeleton: [[a, a]]", "joins a keypoint to itself"),
+    ("keypoints: {a: [1, 2, 3], b: [0, 0, 0]}, skeleton: [[a, b], [b, a]]", "repeats an edge"),
+    ("keypoints: {a: [1, 2, 3]}, skeleton: [a]", "pairs of keypoint names"),
     ("skeleton: [[a, b]]", "skeleton needs keypoints"),
 ])
 def test_bad_keypoint_declarations_name_the_problem(tmp_path, entry, words):
@@ -431,10 +440,7 @@ def test_a_class_with_two_keypoint_lists_is_refused(tmp_path):
 
 def test_keypoints_round_trip_through_pycocotools_and_ultralytics(tmp_path):
     import importlib.util
-    import subprocess
-    import sys
 
-    from conftest import ROOT
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -456,13 +462,10 @@ def test_keypoints_round_trip_through_pycocotools_and_ultralytics(tmp_path):
     E.accumulate()
     E.summarize()
     assert E.stats[0] == pytest.approx(1.0)  # the labels as predictions: a perfect score
+    assert run_cli("validate", out).returncode == 0  # (the pose label lines included)
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ultralytics") is None:
         return
     code = f"""
-import json, os, sys
-os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
-sys.path.insert(0, {os.path.join(ROOT, 'examples')!r})
-import tv_cpu_shim; tv_cpu_shim.install()
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.utils import check_det_dataset
 data = check_det_dataset({os.path.join(out, 'yolo', 'data.yaml')!r})
@@ -470,10 +473,7 @@ ds = YOLODataset(img_path={os.path.join(out, 'yolo', 'images', 'train')!r}, data
                  augment=False, rect=False, cache=False)
 print("ROWS", json.dumps([[os.path.basename(l["im_file"]), l["keypoints"].tolist()] for l in ds.labels]))
 """
-    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ycfg"))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
-    assert p.returncode == 0, p.stderr[-2000:]
-    rows = json.loads(next(x for x in p.stdout.splitlines() if x.startswith("ROWS"))[5:])
+    rows = json.loads(next(x for x in run_ultralytics(code, tmp_path).splitlines() if x.startswith("ROWS"))[5:])
     ids = {im["file_name"]: im for im in gt.dataset["images"]}
     n = 0
     for name, kps in rows:
@@ -489,3 +489,154 @@ print("ROWS", json.dumps([[os.path.basename(l["im_file"]), l["keypoints"].tolist
             assert (np.abs(got - np.clip(own[seen, :2], -0.5, [im["width"] - 0.5, im["height"] - 0.5])) < 0.01).all()
             n += int(seen.sum())
     assert n > 20
+
+
+# ---- surface normals -----------------------------------------------------------------------
+
+def _normals(frame):
+    return frame.normals.astype(np.float64) / 127.5 - 1.0
+
+
+def _angle(a, b):
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1, 1)))
+
+
+def test_cube_normals_are_its_face_normals_in_the_camera_frame(renderer, library):
+    from test_labels_analytic import _rays, _world_mesh
+
+    Rz = trimesh.transformations.rotation_matrix(np.radians(20), [0, 0, 1])[:3, :3]
+    cam = camera([0.25, -0.35, 0.45], [0.0, 0.0, 0.035])
+    sc = scene([("cube", [0.0, 0.0, 0.035], Rz, 1.0)], cam)
+    frame = renderer.render(sc, library, normals=True)
+    assert ((frame.normals.sum(-1) == 0) == (frame.depth == 0)).all()  # the same rasterization as depth
+    n = _normals(frame)
+    # the floor: world +z seen from the camera
+    w2c = np.linalg.inv(cam.pose)[:3, :3]
+    floor = (frame.instance == 0) & (frame.depth > 0)
+    assert np.median(_angle(n[floor], w2c @ [0, 0, 1.0])) < 1.0
+    # the cube: per pixel, the normal of the face its ray hits, turned into the camera frame
+    vs, us = np.nonzero(frame.instance == 1)
+    o, d, _ = _rays(cam, np.c_[us, vs].astype(float))
+    cube = _world_mesh(library, sc.objects[0])
+    _, ray_idx, tri = cube.ray.intersects_location(o, d, multiple_hits=False)
+    expect = cube.face_normals[tri] @ w2c.T
+    err = _angle(n[vs[ray_idx], us[ray_idx]], expect)
+    faces = np.round(expect, 3)
+    groups = [np.all(faces == f, axis=1) for f in np.unique(faces, axis=0)]
+    assert len([g for g in groups if g.sum() > 100]) == 3  # three faces seen
+    for g in groups:
+        if g.sum() > 100:
+            assert np.median(err[g]) < 1.0, np.median(err[g])
+    assert (n[vs, us] @ [0, 0, 1.0] < 0).all()  # every normal faces the camera (OpenCV z points away)
+
+
+def test_sphere_normals_agree_with_rays_and_depth(renderer, library, tmp_path):
+    from simgen.assets import AssetLibrary
+
+    # and a sphere whose faces and normals point inwards: drawn is its inside (the far half),
+    # whose normals face the camera, towards the centre
+    inside_out = trimesh.creation.icosphere(subdivisions=3, radius=0.04)
+    inside_out.invert()
+    inside_out.export(str(tmp_path / "inv.obj"))
+    (tmp_path / "set.yaml").write_text("name: inv\nassets:\n  - {name: inv, mesh: inv.obj}\n")
+    lib = AssetLibrary.from_sets(["primitives", str(tmp_path / "set.yaml")])
+    cam = camera([0.2, -0.3, 0.35], [0.0, 0.0, 0.04])
+    w2c = np.linalg.inv(cam.pose)
+    centre = w2c[:3, :3] @ [0.0, 0.0, 0.04] + w2c[:3, 3]
+    for asset, outwards in (("sphere", 1), ("inv", -1)):
+        sc = scene([(asset, [0.0, 0.0, 0.04], None, 1.0)], cam)
+        frame = renderer.render(sc, lib, normals=True)
+        vs, us = np.nonzero(frame.instance == 1)
+        # the surface point of each pixel from its ray and depth, in the camera frame
+        p = np.c_[us, vs, np.ones(len(us))] @ np.linalg.inv(cam.K).T * frame.depth[vs, us][:, None]
+        n = _normals(frame)[vs, us]
+        err = _angle(n, outwards * (p - centre))
+        assert len(us) > 500 and np.median(err) < 1.0 and np.percentile(err, 95) < 3.0, (asset, np.median(err))
+        # facing the camera (interpolated normals at the silhouette may lean a few degrees past it)
+        facing = -(n * p).sum(axis=1) / np.linalg.norm(p, axis=1)
+        assert (facing > -0.1).all() and (facing > 0).mean() > 0.97
+
+
+def test_normals_in_a_dataset_follow_lens_distortion_and_validate(tmp_path):
+    from simgen.io import read_png
+
+    out = str(tmp_path / "d")
+    r = run_cli("num_images=4", "seed=6", "camera.width=320", "camera.height=240", "progress=false",
+                "render.write_normals=true", "edge_cases.lens_distortion={p:1.0}", f"output_dir={out}")
+    assert r.returncode == 0, r.stderr
+    d = json.load(open(os.path.join(out, "annotations.json")))
+    for im in d["images"]:
+        assert "dist_coeffs" in im and im["normals_file"] == f"normals/{os.path.splitext(im['file_name'])[0]}.png"
+        n, depth = read_png(os.path.join(out, im["normals_file"])), read_png(os.path.join(out, im["depth_file"]))
+        assert n.shape == (im["height"], im["width"], 3) and ((n.sum(-1) == 0) == (depth == 0)).all()
+        v = n[depth > 0].astype(float) / 127.5 - 1
+        assert np.abs(np.linalg.norm(v, axis=1) - 1).max() < 0.02
+    assert run_cli("validate", out).returncode == 0
+    os.remove(os.path.join(out, d["images"][0]["normals_file"]))
+    r = run_cli("validate", out)
+    assert r.returncode == 1 and "normals/000000.png" in r.stdout + r.stderr
+    # without render.write_normals: no normals/ folder and no normals_file
+    r = run_cli("num_images=2", "camera.width=160", "camera.height=120", "progress=false", f"output_dir={tmp_path / 'e'}")
+    assert r.returncode == 0 and not os.path.exists(tmp_path / "e" / "normals")
+
+
+def test_the_far_face_of_a_thin_plate_is_hidden(tmp_path, renderer):
+    """The centres of an 8 mm plate's two faces, seen from above: the top one visible, the
+    bottom one hidden by the plate itself (a tolerance of centimetres would call it seen)."""
+    from simgen.assets import AssetLibrary
+
+    (tmp_path / "set.yaml").write_text(
+        "name: m\nassets:\n  - {name: plate, primitive: box, extents: [0.08, 0.08, 0.008], "
+        "keypoints: {top: [0, 0, 0.004], bottom: [0, 0, -0.004]}}\n")
+    lib = AssetLibrary.from_sets([str(tmp_path / "set.yaml")])
+    for eye in ([0.0, 0.0, 0.6], [0.15, -0.2, 0.9]):
+        cam = camera(eye, [0.0, 0.0, 0.0])
+        sc = scene([("plate", [0.0, 0.0, 0.004], None, 1.0)], cam)
+        kp = _keypoints(lib, sc, renderer.render(sc, lib))[1]
+        assert kp[:, 2].tolist() == [2, 1], (eye, kp)
+
+
+# ---- hostile use ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["formats=[coco,semantic,semantic]"], "formats names semantic twice"),
+    (["yolo.obb=true"], "formats has no yolo"),
+    (["formats=[coco,yolo]", "yolo.pose=true", "annotate.labels=[keypoints]", "objects.asset_sets=[pybullet]"],
+     "no class has keypoints"),
+    (["annotate.labels=[obb,obb]"], "names a kind twice"),
+    (["annotate.labels=[normals]"], "unknown annotate.labels"),
+])
+def test_bad_label_options_stop_before_any_image(tmp_path, args, words):
+    out = tmp_path / "d"
+    r = run_cli("num_images=2", "camera.width=64", "camera.height=48", "progress=false", *args, f"output_dir={out}")
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (out / "images").exists() or not os.listdir(out / "images")
+
+
+def test_a_users_semantic_folder_is_refused_before_rendering(tmp_path):
+    out = tmp_path / "d"
+    r = run_cli("num_images=2", "camera.width=64", "camera.height=48", "progress=false", f"output_dir={out}")
+    assert r.returncode == 0
+    (out / "semantic").mkdir()
+    (out / "semantic" / "mine.txt").write_text("mine")
+    r = run_cli("num_images=2", "camera.width=64", "camera.height=48", "progress=false", "formats=[coco,semantic]",
+                "overwrite=true", f"output_dir={out}")
+    assert r.returncode == 5 and "simgen did not write it" in r.stderr
+    assert (out / "semantic" / "mine.txt").read_text() == "mine" and not os.listdir(out / "images")
+
+
+def test_export_names_what_is_wrong(tmp_path):
+    out = tmp_path / "d"
+    assert run_cli("num_images=3", "camera.width=64", "camera.height=48", "progress=false",
+                   f"output_dir={out}").returncode == 0
+    for to, words in ((["--to", "semantic,semantic"], "names a format twice"),
+                      (["--to", "semantic", "--pose"], "--to has no yolo"),
+                      (["--to", ""], "names no format")):
+        r = run_cli("export", str(out), *to)
+        assert r.returncode == 1 and words in r.stderr, (to, r.stderr)
+    os.remove(out / "masks" / "000001.png")
+    r = run_cli("export", str(out), "--to", "semantic")
+    assert r.returncode == 1 and "masks/000001.png" in r.stderr and "is missing" in r.stderr and "WARN" not in r.stderr
+    assert not (out / "semantic").exists()

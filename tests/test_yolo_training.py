@@ -1,10 +1,9 @@
 """Ultralytics reads the YOLO export as it is and trains on it for one epoch, offline.
 Marked `training` (run alone: pytest -m training); skipped when Ultralytics is absent."""
 import os
-import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import run_cli, run_ultralytics
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 # find_spec, not import: importing Ultralytics here would patch Pillow for every later test.
@@ -15,18 +14,12 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ultral
 
 
 def test_ultralytics_loads_and_trains_one_epoch(tmp_path):
-    import subprocess
-
     out = str(tmp_path / "d")
     r = run_cli("num_images=16", "seed=1", "camera.width=320", "camera.height=240", "formats=[coco,yolo]",
                 "splits.train=0.75", "splits.val=0.25", "objects.asset_sets=[primitives]", "progress=false",
                 f"output_dir={out}")
     assert r.returncode == 0, r.stderr
     code = f"""
-import os, sys
-os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
-sys.path.insert(0, {os.path.join(ROOT, 'examples')!r})
-import tv_cpu_shim; tv_cpu_shim.install()
 from pathlib import Path
 from ultralytics import YOLO
 from ultralytics.data.utils import load_dataset_cache_file
@@ -36,10 +29,8 @@ for split in ("train", "val"):
     nf, nm, ne, nc, n = load_dataset_cache_file(Path({os.path.join(out, 'yolo', 'labels')!r}) / f"{{split}}.cache")["results"]
     print("CACHE", split, nf, nm, ne, nc, n)
 """
-    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ycfg"))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
-    assert p.returncode == 0, p.stderr[-2000:]
-    caches = [line.split() for line in p.stdout.splitlines() if line.startswith("CACHE")]
+    stdout = run_ultralytics(code, tmp_path, timeout=900)
+    caches = [line.split() for line in stdout.splitlines() if line.startswith("CACHE")]
     assert len(caches) == 2
     for _, split, nf, nm, _ne, nc, n in caches:
         assert int(nm) == 0 and int(nc) == 0 and int(nf) == int(n) > 0, (split, nf, nm, nc)  # none missing or corrupt

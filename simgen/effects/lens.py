@@ -1,5 +1,5 @@
-"""Lens distortion, a geometric condition: the image, the instance map, the depth and the
-unoccluded masks are warped with one map, so every label moves with its pixels."""
+"""Lens distortion, a geometric condition: the image, the instance map, the depth, the
+normals and the unoccluded masks are warped with one map, so every label moves with its pixels."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -35,6 +35,7 @@ def lens_distortion(frame, p, rng, scene):
     rgb = cv2.remap(frame.rgb, mx, my, cv2.INTER_LINEAR, **const)
     inst = cv2.remap(frame.instance.astype(np.float32), mx, my, cv2.INTER_NEAREST, **const).astype(np.int32)
     depth = cv2.remap(frame.depth, mx, my, cv2.INTER_NEAREST, **const)
+    normals = None if frame.normals is None else cv2.remap(frame.normals, mx, my, cv2.INTER_NEAREST, **const)
     unocc = {i: cv2.remap(m.astype(np.uint8), mx, my, cv2.INTER_NEAREST, **const).astype(bool)
              for i, m in frame.unoccluded.items()}
     # The amodal canvas is not warped: truncation is kept from the undistorted render, and
@@ -49,6 +50,6 @@ def lens_distortion(frame, p, rng, scene):
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
         if len(rows):
             amodal[i] = (m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], int(cols[0]), int(rows[0]))
-    out = replace(frame, rgb=rgb, instance=inst, depth=depth, unoccluded=unocc, amodal=amodal,
+    out = replace(frame, rgb=rgb, instance=inst, depth=depth, normals=normals, unoccluded=unocc, amodal=amodal,
                   truncation={**trunc, **frame.truncation})
     return out, {"dist_coeffs": [round(float(v), 6) for v in dist]}

@@ -5,8 +5,8 @@ projected into the image, each with a COCO visibility flag.
 ``keypoints``: COCO's flat ``[x1, y1, v1, ...]`` in the order of the class's
 ``categories[].keypoints`` (pixel centres at integer coordinates, as ``K`` and COCO; through
 the image's lens distortion when it has one): ``v`` = 2 visible, 1 inside the frame but
-hidden (by another object or by the object itself: the depth buffer at its pixel is nearer
-than the point by more than DEPTH_TOLERANCE), 0 outside the frame or behind the camera, with
+hidden (by another object or by the object itself: see :func:`visibility`), 0 outside the
+frame or behind the camera, with
 x = y = 0 as COCO wants. ``num_keypoints``: how many have v > 0. Objects of a class without
 keypoints get ``[]`` and 0."""
 from __future__ import annotations
@@ -15,20 +15,28 @@ import numpy as np
 
 from . import Target, View, register
 
-DEPTH_TOLERANCE = (0.004, 0.02)  # metres + fraction of the point's depth: the surface it lies on, rasterized
+DEPTH_TOLERANCE = (0.001, 1.0)  # metres + pixel footprints (depth / fx): the surface a point lies on, rasterized
 
 
 def visibility(view: View, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """(N,) int COCO flags of camera-frame points at pixels ``uv`` and depths ``z``."""
+    """(N,) int COCO flags of camera-frame points at pixels ``uv`` and depths ``z``: 0 outside
+    the frame or behind the camera; 1 when every pixel of the 3x3 patch around the point
+    shows a surface nearer than the point by more than DEPTH_TOLERANCE (another object, or
+    the object's own front); 2 otherwise. (The patch keeps a point on a silhouette edge
+    visible; a point within a pixel of an occluder's edge counts as visible.)"""
     inside = view.in_frame(uv, z)
     depth = view.frame.depth
     h, w = depth.shape
-    u = np.clip(np.rint(uv[:, 0]).astype(np.int64, copy=False), 0, w - 1) if len(uv) else np.zeros(0, np.int64)
-    v = np.clip(np.rint(uv[:, 1]).astype(np.int64, copy=False), 0, h - 1) if len(uv) else np.zeros(0, np.int64)
-    d = depth[v, u]
-    tol = DEPTH_TOLERANCE[0] + DEPTH_TOLERANCE[1] * np.abs(z)
-    hidden = (d > 0) & (d < z - tol)  # a surface in front of the point (d = 0: nothing drawn there)
-    return np.where(inside, np.where(hidden, 1, 2), 0)
+    if not len(uv):
+        return np.zeros(0, np.int64)
+    step = np.array([-1, 0, 1])
+    u = np.clip(np.rint(uv[:, 0]).astype(np.int64)[:, None, None] + step[None, None, :], 0, w - 1)
+    v = np.clip(np.rint(uv[:, 1]).astype(np.int64)[:, None, None] + step[None, :, None], 0, h - 1)
+    d = depth[v, u].reshape(len(uv), 9)  # (N, 9): the patch's depths (0: nothing drawn)
+    fx = float(np.asarray(view.scene.camera.K)[0, 0])
+    tol = (DEPTH_TOLERANCE[0] + DEPTH_TOLERANCE[1] * np.abs(z) / fx)[:, None]
+    seen = ((d == 0) | (d >= z[:, None] - tol)).any(axis=1)
+    return np.where(inside, np.where(seen, 2, 1), 0)
 
 
 @register("keypoints")

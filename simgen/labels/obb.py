@@ -31,7 +31,8 @@ def mask_obb(mask: np.ndarray, bbox: Tuple[int, int, int, int]) -> Tuple[np.ndar
     edges = np.roll(corners, -1, axis=0) - corners
     lengths = np.linalg.norm(edges, axis=1)
     k = int(np.argmax(lengths[:2]))  # edges 0 and 1 are adjacent: one long, one short (or equal)
-    period = 90.0 if lengths[0] == lengths[1] else 180.0  # a square is the same turned by 90 degrees
+    # a square (equal sides as written, to 3 decimals) is the same turned by 90 degrees
+    period = 90.0 if round(float(lengths[0]), 3) == round(float(lengths[1]), 3) else 180.0
     angle = float(np.degrees(np.arctan2(edges[k][1], edges[k][0])) % period)
     if angle > period - 1e-9:
         angle = 0.0

@@ -1,5 +1,6 @@
 """Per-image buffers: images/<name>.png (RGB8), masks/<name>.png (16-bit instance ids),
-depth/<name>.png (16-bit millimetres, 0 = no surface or farther than 65.535 m)."""
+depth/<name>.png (16-bit millimetres, 0 = no surface or farther than 65.535 m),
+normals/<name>.png (RGB8 camera-frame normals as (n + 1) / 2, 0 = no surface; Frame.normals)."""
 from __future__ import annotations
 
 from typing import Dict
@@ -30,10 +31,12 @@ def encode_buffers(name: str, frame: Frame, compression: int, write_depth: bool)
              f"masks/{name}.png": encode_png(frame.instance.astype(np.uint16), compression, labels=True)}
     if write_depth:
         files[f"depth/{name}.png"] = encode_png(depth_to_u16(frame.depth), compression)
+    if frame.normals is not None:
+        files[f"normals/{name}.png"] = encode_png(frame.normals, compression)
     return files
 
 
 def file_roles(files: Dict[str, bytes]) -> Dict[str, str]:
-    """{"image": ..., "mask": ..., "depth": ...} paths of :func:`encode_buffers`' output."""
-    roles = {"images": "image", "masks": "mask", "depth": "depth"}
+    """{"image": ..., "mask": ..., "depth": ..., "normals": ...} paths of :func:`encode_buffers`' output."""
+    roles = {"images": "image", "masks": "mask", "depth": "depth", "normals": "normals"}
     return {roles[p.split("/", 1)[0]]: p for p in files}

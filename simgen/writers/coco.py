@@ -45,6 +45,8 @@ def image_part(sample, files: Dict[str, str]) -> dict:
         "settle": sample.settle.as_dict(),
         "conditions": sample.conditions or {},
     }
+    if files.get("normals"):
+        img["normals_file"] = files["normals"]
     if sample.scene_index is not None:
         img["scene_index"] = int(sample.scene_index)
     img.update(sample.image_meta or {})

@@ -49,8 +49,13 @@ def commit_dir(tmp: str, path: str) -> None:
 
 
 def read_mask(dataset: str, image: dict) -> np.ndarray:
+    """(H,W) int64 instance ids of the image's mask PNG (a simgen dataset's ``mask_file``)."""
+    from ..errors import SimGenError
     from ..io import read_png
 
+    if not image.get("mask_file"):
+        raise SimGenError(f"image {image.get('file_name')} has no mask_file, and this output is made from simgen's "
+                          f"instance mask PNGs (fix: ask for it from a dataset simgen wrote)")
     return read_png(os.path.join(dataset, image["mask_file"])).astype(np.int64)
 
 

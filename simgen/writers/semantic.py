@@ -43,9 +43,6 @@ class Semantic(Exporter):
     def image(self, img: dict, anns: list) -> None:
         from ..io import encode_png
 
-        if not img.get("mask_file"):
-            raise SimGenError(f"image {img.get('file_name')} has no mask_file: the semantic map is made from the "
-                              f"instance mask PNG (fix: export semantic maps from a dataset simgen wrote)")
         inst = read_mask(self.dataset, img)
         lut = np.full(int(inst.max(initial=0)) + 1, self.ignore, self.dtype)
         lut[0] = 0
