@@ -21,6 +21,8 @@ USAGE = """usage: simgen [--cfg] [key=value ...]
        simgen export <dataset> --to yolo[,voc,semantic] [--segments | --obb | --pose]
        simgen preview <dataset> [--n 16] [--indices 0,5,9] [--amodal] [--depth] [--instances] [--out F]
        simgen report <dataset> [--against real/annotations.json [--real-images DIR]] [--out DIR]
+       simgen evaluate <dataset> --predictions results.json [--iou 0.5] [--score 0] [--out DIR]
+       simgen focus <eval.json> [--factor 2] [--floor 0.5] [--out focus.yaml]; then simgen focus=focus.yaml ...
 
 Generate a labeled synthetic dataset. Common keys:
   num_images=50 seed=0 output_dir=out/demo workers=<cores> overwrite=false
@@ -172,6 +174,75 @@ def _report(args: List[str]) -> int:
     return 0
 
 
+def _evaluate(args: List[str]) -> int:
+    import argparse
+    import os
+
+    from .errors import SimGenError
+
+    ap = argparse.ArgumentParser(prog="simgen evaluate",
+                                 description="A detector's COCO results against a dataset, overall and per slice.")
+    ap.add_argument("dataset", help="a dataset folder (its annotations.json) or a COCO instances file")
+    ap.add_argument("--predictions", required=True, help="COCO results JSON: [{image_id, category_id, bbox, score}]")
+    ap.add_argument("--out", help="folder to write eval.json in (default <dataset>/evaluate)")
+    ap.add_argument("--iou", type=float, default=0.5, help="IoU at which an object counts as found (default 0.5)")
+    ap.add_argument("--score", type=float, default=0.0,
+                    help="lowest detection score that finds an object (default 0: every detection, COCO's recall)")
+    ap.add_argument("--min-count", type=int, default=30, help="objects a slice needs to be ranked (default 30)")
+    ap.add_argument("--images", help="folder of the images, for the page's missed objects (default: the dataset's)")
+    a = ap.parse_args(args)
+    from .dataset import EVALUATE_DIR, claim_path
+    from .evaluate import evaluate, summary, write
+    from .writers.coco import ANNOTATIONS_FILE
+
+    folder = os.path.isdir(a.dataset)
+    ann = os.path.join(a.dataset, ANNOTATIONS_FILE) if folder else a.dataset
+    if not os.path.isfile(ann):
+        raise SimGenError(f"{ann}: no such file (fix: give a dataset folder with annotations.json, or a COCO file)")
+    if a.min_count < 1:
+        raise SimGenError(f"--min-count must be >= 1, got {a.min_count}")
+    result = evaluate(ann, a.predictions, iou=a.iou, score=a.score, min_count=a.min_count)
+    out = a.out or os.path.join(a.dataset if folder else os.path.dirname(os.path.abspath(ann)), EVALUATE_DIR)
+    if folder:
+        claim_path(a.dataset, out)
+    print(summary(result))
+    root = a.dataset if folder else os.path.dirname(os.path.abspath(ann))
+    print(f"simgen: evaluation written to {write(result, out, a.images or root)} (and index.html beside it)")
+    return 0
+
+
+def _focus(args: List[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="simgen focus",
+                                 description="A config that shifts the next dataset toward the slices a detector fails on.")
+    ap.add_argument("eval_json", help="simgen evaluate's eval.json")
+    ap.add_argument("--factor", type=float, default=2.0, help="the most any share may grow (default 2x)")
+    ap.add_argument("--floor", type=float, default=0.5, help="the least any share keeps (default 0.5x)")
+    ap.add_argument("--out", help="the file to write (default: focus.yaml beside eval.json)")
+    a = ap.parse_args(args)
+    import json
+
+    from .errors import SimGenError
+    from .focus import default_path, focus, write
+
+    try:
+        with open(a.eval_json, encoding="utf-8") as f:
+            result = json.load(f)
+    except FileNotFoundError:
+        raise SimGenError(f"{a.eval_json}: no such file (fix: simgen evaluate <dataset> --predictions ...)") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise SimGenError(f"{a.eval_json} is not JSON ({type(exc).__name__}); fix: give simgen evaluate's "
+                          f"eval.json") from None
+    if not isinstance(result, dict):
+        raise SimGenError(f"{a.eval_json} is not an eval.json of simgen evaluate (fix: simgen evaluate ...)")
+    text, _ = focus(result, a.factor, a.floor)
+    path = write(text, default_path(a.eval_json, a.out))
+    print(text.rstrip())
+    print(f"simgen: focus written to {path}; use it: simgen focus={path} num_images=... output_dir=...")
+    return 0
+
+
 def _multirun(args: List[str]) -> int:
     from .errors import ConfigError
 
@@ -233,7 +304,8 @@ def _merge(args: List[str]) -> int:
     return 0
 
 
-COMMANDS = {"merge": _merge, "validate": _validate, "export": _export, "preview": _preview, "report": _report}
+COMMANDS = {"merge": _merge, "validate": _validate, "export": _export, "preview": _preview, "report": _report,
+            "evaluate": _evaluate, "focus": _focus}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

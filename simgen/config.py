@@ -15,7 +15,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ConfigError
 from .view import ConfigView, config_view  # noqa: F401 (re-exported: simgen.config.config_view)
@@ -367,7 +367,14 @@ def compose(overrides: Optional[List[str]] = None):
 
     register_schema()
     overrides = list(overrides or [])
+    focused: List[Tuple[str, Any]] = []  # focus=<focus.yaml> (simgen focus): its keys, before the other overrides
+    for text in [o for o in overrides if o.startswith("focus=")]:
+        from .focus import load
+
+        focused += load(text.split("=", 1)[1])
+        overrides.remove(text)
     hydra_overrides, replace = _split_overrides(overrides)
+    replace = focused + replace
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="simgen.conf", version_base="1.3"):

@@ -30,6 +30,7 @@ LOCK_FILE = "lock"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "run_summary.json"
 REPORT_DIR = "report"
+EVALUATE_DIR = "evaluate"
 PREVIEW_FILE = "preview.png"
 IMAGE_DIRS = ("images", "masks", "depth", "normals")  # per-image files: <image_name(index)>.<ext>
 
@@ -38,7 +39,7 @@ IMAGE_DIRS = ("images", "masks", "depth", "normals")  # per-image files: <image_
 # it is the fallback list for folders made before the manifest existed, and what
 # ``simgen validate`` checks leftovers against.
 OUTPUTS: Dict[str, str] = {**{d: "every run" for d in IMAGE_DIRS}, CONFIG_FILE: "every run",
-                           SUMMARY_FILE: "every run", REPORT_DIR: "simgen report",
+                           SUMMARY_FILE: "every run", REPORT_DIR: "simgen report", EVALUATE_DIR: "simgen evaluate",
                            PREVIEW_FILE: "simgen preview"}
 
 
