@@ -35,3 +35,23 @@ for split in ("train", "val"):
     for _, split, nf, nm, _ne, nc, n in caches:
         assert int(nm) == 0 and int(nc) == 0 and int(nf) == int(n) > 0, (split, nf, nm, nc)  # none missing or corrupt
     assert os.path.isfile(os.path.join(tmp_path, "runs", "t", "weights", "last.pt"))
+
+
+def test_the_example_closes_the_loop(tmp_path):
+    """train -> evaluate on held-out images -> focus -> fine-tune (focused and control) ->
+    evaluate: the plumbing, at a toy size (the measured run is in docs/evaluate.md)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "loop"
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "ycfg"))
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_yolo.py"), "--images", "20",
+                        "--epochs", "1", "--loop", "--loop-images", "10", "--loop-epochs", "1", "--out", str(out),
+                        "--imgsz", "160"], capture_output=True, text=True, timeout=900,
+                       env=env, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "before  control  focused" in p.stdout and (out / "focus.yaml").is_file()
+    for tag in ("before", "control", "focus"):
+        assert (out / f"evaluate-{tag}" / "eval.json").is_file() and (out / f"predictions-{tag}.json").is_file()
