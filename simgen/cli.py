@@ -221,19 +221,11 @@ def _focus(args: List[str]) -> int:
     ap.add_argument("--floor", type=float, default=0.5, help="the least any share keeps (default 0.5x)")
     ap.add_argument("--out", help="the file to write (default: focus.yaml beside eval.json)")
     a = ap.parse_args(args)
-    import json
-
     from .errors import SimGenError
     from .focus import default_path, focus, write
+    from .io import load_json
 
-    try:
-        with open(a.eval_json, encoding="utf-8") as f:
-            result = json.load(f)
-    except FileNotFoundError:
-        raise SimGenError(f"{a.eval_json}: no such file (fix: simgen evaluate <dataset> --predictions ...)") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise SimGenError(f"{a.eval_json} is not JSON ({type(exc).__name__}); fix: give simgen evaluate's "
-                          f"eval.json") from None
+    result = load_json(a.eval_json, "simgen evaluate's eval.json", "simgen evaluate <dataset> --predictions ...")
     if not isinstance(result, dict):
         raise SimGenError(f"{a.eval_json} is not an eval.json of simgen evaluate (fix: simgen evaluate ...)")
     text, _ = focus(result, a.factor, a.floor)

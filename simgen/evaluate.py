@@ -108,14 +108,10 @@ def slice_labels(ann: dict, img: dict, n_in_image: int, category: str) -> Dict[s
 
 def load_predictions(path: str, image_ids, category_ids) -> List[dict]:
     """The COCO results file at ``path``, checked: one line naming the first problem."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            dets = json.load(f)
-    except FileNotFoundError:
-        raise SimGenError(f"--predictions {path}: no such file (fix: give a COCO results JSON)") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise SimGenError(f"--predictions {path} is not JSON ({type(exc).__name__}); fix: give a COCO results file, "
-                          f"a list of {{image_id, category_id, bbox, score}}") from None
+    from .io import load_json
+
+    dets = load_json(path, "the --predictions COCO results file",
+                     "give a COCO results file, a list of {image_id, category_id, bbox, score}")
     if not isinstance(dets, list):
         raise SimGenError(f"--predictions {path} holds a {type(dets).__name__}, not a list of detections (fix: "
                           f"[{{image_id, category_id, bbox: [x, y, w, h], score}}, ...])")

@@ -78,6 +78,20 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def load_json(path: str, what: str, fix: str):
+    """The JSON document at ``path``; a missing or unparsable file is a SimGenError naming
+    ``what`` it should be and the ``fix``."""
+    from .errors import SimGenError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SimGenError(f"{path}: no such file ({what} was expected; fix: {fix})") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise SimGenError(f"{path} is not JSON ({type(exc).__name__}; {what} was expected); fix: {fix}") from None
+
+
 def atomic_write_json(path: str, obj, indent=None) -> None:
     text = json.dumps(obj, indent=indent, sort_keys=False, separators=(",", ":") if indent is None else None)
     atomic_write_bytes(path, text.encode("utf-8"))
