@@ -189,7 +189,8 @@ def _evaluate(args: List[str]) -> int:
     ap.add_argument("--score", type=float, default=0.0,
                     help="lowest detection score that finds an object (default 0: every detection, COCO's recall)")
     ap.add_argument("--min-count", type=int, default=30, help="objects a slice needs to be ranked (default 30)")
-    ap.add_argument("--images", help="folder of the images, for the page's missed objects (default: the dataset's)")
+    ap.add_argument("--images", help="folder of the images: brightness slices and the page's missed objects "
+                                     "(default: the dataset's)")
     a = ap.parse_args(args)
     from .dataset import EVALUATE_DIR, claim_path
     from .evaluate import evaluate, summary, write
@@ -201,13 +202,13 @@ def _evaluate(args: List[str]) -> int:
         raise SimGenError(f"{ann}: no such file (fix: give a dataset folder with annotations.json, or a COCO file)")
     if a.min_count < 1:
         raise SimGenError(f"--min-count must be >= 1, got {a.min_count}")
-    result = evaluate(ann, a.predictions, iou=a.iou, score=a.score, min_count=a.min_count)
+    root = a.images or (a.dataset if folder else os.path.dirname(os.path.abspath(ann)))
+    result = evaluate(ann, a.predictions, iou=a.iou, score=a.score, min_count=a.min_count, image_root=root)
     out = a.out or os.path.join(a.dataset if folder else os.path.dirname(os.path.abspath(ann)), EVALUATE_DIR)
     if folder:
         claim_path(a.dataset, out)
     print(summary(result))
-    root = a.dataset if folder else os.path.dirname(os.path.abspath(ann))
-    print(f"simgen: evaluation written to {write(result, out, a.images or root)} (and index.html beside it)")
+    print(f"simgen: evaluation written to {write(result, out, root)} (and index.html beside it)")
     return 0
 
 

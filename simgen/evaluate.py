@@ -12,9 +12,9 @@ worst slices with at least ``min_count`` objects first.
 Slices (each only where the dataset has the field): class, COCO size, visibility,
 truncation, difficulty, each edge-case condition of the image (an object is in the slice of
 every condition its image had, and in ``none`` when it had none), objects in the image,
-camera distance to the object, camera elevation, and the direction the camera sees the
-object from in the object's own frame (above / side / below, and front / left / back /
-right around its z axis)."""
+camera distance to the object, camera elevation, the direction the camera sees the object
+from in the object's own frame (above / side / below, and front / left / back / right around
+its z axis), and, where the images can be read, the brightness of the object's box."""
 from __future__ import annotations
 
 import contextlib
@@ -51,13 +51,14 @@ _COUNT = _bins([1, 2, 4, 7, 11, math.inf], ["1", "2-3", "4-6", "7-10", "11+"])
 _DIST = _bins([0, 0.5, 0.8, 1.2, 2.0, math.inf], ["<0.5 m", "0.5-0.8 m", "0.8-1.2 m", "1.2-2 m", ">2 m"])
 _ELEV = _bins([-90, 15, 30, 45, 60, 75, math.inf], ["<15 deg", "15-30 deg", "30-45 deg", "45-60 deg", "60-75 deg",
                                                    "75-90 deg"])
+_BRIGHT = _bins([0, 0.2, 0.4, 0.6, 0.8, math.inf], ["0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1"])
 _FROM = _bins([-90, -30, 30, math.inf], ["below", "side", "above"])
 _AROUND = _bins([-180, -135, -45, 45, 135, math.inf], ["back", "right", "front", "left", "back"])
 
 
 # the values of the binned slices in their natural order (others sort by name)
 _ORDER = {v: k for k, v in enumerate(
-    ["small", "medium", "large", "0", "0-0.25", "0.25-0.5", "0.5-0.75", "0.75-1", "1", "2-3", "4-6", "7-10", "11+",
+    ["small", "medium", "large", "0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1", "0", "0-0.25", "0.25-0.5", "0.5-0.75", "0.75-1", "1", "2-3", "4-6", "7-10", "11+",
      "<0.5 m", "0.5-0.8 m", "0.8-1.2 m", "1.2-2 m", ">2 m", "<15 deg", "15-30 deg", "30-45 deg", "45-60 deg",
      "60-75 deg", "75-90 deg", "below", "side", "above", "front", "left", "back", "right",
      "easy", "moderate", "hard", "beyond_hard", "none"])}
@@ -158,10 +159,44 @@ def _interval(n: np.ndarray, m: np.ndarray, rng: np.random.Generator) -> Tuple[f
     return max(0.0, r - 1.96 * se), min(1.0, r + 1.96 * se), "delta"
 
 
+def _image_reader(root: Optional[str]):
+    """file_name -> (H,W) float32 luminance in [0, 1] of the image under ``root`` (its
+    ``images/`` folder when it has one), or None when it cannot be read; the last one is kept."""
+    last: List[object] = [None, None]
+
+    def read(name) -> Optional[np.ndarray]:
+        if root is None or not isinstance(name, str):
+            return None
+        if last[0] != name:
+            from .io import read_png
+
+            sub = os.path.join(root, "images")
+            path = os.path.join(sub if os.path.isdir(sub) else root, name)
+            try:
+                rgb = read_png(path).astype(np.float32)
+                last[1] = (rgb[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0 if rgb.ndim == 3 \
+                    else rgb / (65535.0 if rgb.max(initial=0) > 255 else 255.0)
+            except OSError:
+                last[1] = None
+            last[0] = name
+        return last[1]
+
+    return read
+
+
+def box_brightness(lum: np.ndarray, bbox) -> Optional[float]:
+    """Mean luminance (0..1) of an [x, y, w, h] box's pixels, or None for an empty box."""
+    x, y, w, h = (int(round(v)) for v in bbox)
+    crop = lum[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)]
+    return float(crop.mean()) if crop.size else None
+
+
 def evaluate(annotations: str, predictions: str, iou: float = 0.5, score: float = 0.0, min_count: int = 30,
-             seed: int = 0) -> dict:
+             seed: int = 0, image_root: Optional[str] = None) -> dict:
     """The evaluation (eval.json's content) of the COCO results file ``predictions`` against
-    the COCO instances file ``annotations``."""
+    the COCO instances file ``annotations``; with ``image_root`` (the images' folder, or the
+    dataset's with an ``images/`` in it) also the ``brightness`` slice (the mean luminance of
+    each object's box)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -213,11 +248,17 @@ def evaluate(annotations: str, predictions: str, iou: float = 0.5, score: float 
     for a in anns:
         per_image[a["image_id"]] = per_image.get(a["image_id"], 0) + 1
     counts: Dict[Tuple[str, str], Tuple[np.ndarray, np.ndarray]] = {}
+    luminance = _image_reader(image_root)
     for a in anns:
         if a["id"] not in found:  # ignored (iscrowd): not a positive
             continue
         img = gt.imgs[a["image_id"]]
-        for name, values in slice_labels(a, img, per_image[a["image_id"]], gt.cats[a["category_id"]]["name"]).items():
+        labels = slice_labels(a, img, per_image[a["image_id"]], gt.cats[a["category_id"]]["name"])
+        lum = luminance(img.get("file_name"))
+        b = box_brightness(lum, a["bbox"]) if lum is not None else None
+        if b is not None:
+            labels["brightness"] = [_BRIGHT(b)]
+        for name, values in labels.items():
             for v in values:
                 n, m = counts.setdefault((name, v), (np.zeros(len(images), np.int64), np.zeros(len(images), np.int64)))
                 n[index[a["image_id"]]] += 1

@@ -165,3 +165,23 @@ def test_focus_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "f.yaml").write_text("objects.class_weights: {nosuchclass: 2.0}\n")
     r = run_cli("num_images=1", f"focus={tmp_path / 'f.yaml'}", f"output_dir={tmp_path / 'o'}")
     assert r.returncode == 2 and "nosuchclass" in r.stderr
+
+
+def test_dark_objects_left_out_make_the_dark_brightness_slice(data, tmp_path):
+    """Brightness: the mean luminance of each object's box in the image (read here with
+    OpenCV): a detector blind to boxes darker than 0.2 has recall 0 there and 1 elsewhere."""
+    import cv2
+
+    out, d = data
+    names = {im["id"]: im["file_name"] for im in d["images"]}
+
+    def dark(a):
+        bgr = cv2.imread(os.path.join(out, "images", names[a["image_id"]]))
+        x, y, w, h = a["bbox"]
+        g = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[y:y + h, x:x + w].astype(float) / 255.0
+        return g.mean() < 0.2
+
+    res = _evaluate(tmp_path, out, _as_detections(d["annotations"], lambda a: not dark(a)))
+    rows = {s["value"]: s for s in res["slices"]["brightness"]}
+    assert rows["0-0.2"]["recall"] < 0.05 and rows["0-0.2"]["instances"] >= 20
+    assert all(r["recall"] > 0.97 for v, r in rows.items() if v in ("0.4-0.6", "0.6-0.8", "0.8-1"))
