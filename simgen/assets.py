@@ -811,24 +811,30 @@ STABLE_MIN_PROB = 0.02  # resting poses less likely than this (edges, near-unsta
 STABLE_MIN_BEST = 0.05  # below this for the likeliest pose the shape has no preferred pose (a ball)
 
 
+_BOX_SIGNS = [(i, j, k) for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)]  # Objectron's corner order
+_BUILTIN_KEYPOINTS = {  # primitive -> (names, skeleton index pairs)
+    "box": (tuple("".join(("-" if v < 0 else "+") + ax for v, ax in zip(sg, "xyz")) for sg in _BOX_SIGNS),
+            tuple((a, b) for a in range(8) for b in range(a + 1, 8)
+                  if sum(x != y for x, y in zip(_BOX_SIGNS[a], _BOX_SIGNS[b])) == 1)),
+    **{p: (("tip", "base") if p == "cone" else ("top", "bottom"), ((0, 1),))
+       for p in ("cylinder", "prism", "cone", "capsule")},
+}
+
+
 def builtin_keypoints(asset: Asset):
     """A primitive's own keypoints in its model frame: a box's 8 corners (Objectron's order,
     as simgen.labels.box3d) joined by its 12 edges; the top and bottom of a cylinder, prism,
     cone (its tip and the centre of its base) and capsule (its tips); none for round shapes.
     ((names, (K,3) metres, skeleton index pairs) or None.)"""
-    if asset.primitive in ("box",):
-        lo, hi = _visual_mesh(asset).bounds
-        signs = [(i, j, k) for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)]
-        names = tuple("".join(("-" if v < 0 else "+") + ax for v, ax in zip(sg, "xyz")) for sg in signs)
-        pts = np.array([[(hi if v > 0 else lo)[d] for d, v in enumerate(sg)] for sg in signs])
-        edges = tuple((a, b) for a in range(8) for b in range(a + 1, 8)
-                      if sum(x != y for x, y in zip(signs[a], signs[b])) == 1)
-        return names, pts, edges
-    if asset.primitive in ("cylinder", "prism", "cone", "capsule"):
-        lo, hi = _visual_mesh(asset).bounds
-        names = ("tip", "base") if asset.primitive == "cone" else ("top", "bottom")
-        return names, np.array([[0.0, 0.0, hi[2]], [0.0, 0.0, lo[2]]]), ((0, 1),)
-    return None
+    if asset.primitive not in _BUILTIN_KEYPOINTS:
+        return None
+    names, edges = _BUILTIN_KEYPOINTS[asset.primitive]
+    lo, hi = _visual_mesh(asset).bounds
+    if asset.primitive == "box":
+        pts = np.array([[(hi if v > 0 else lo)[d] for d, v in enumerate(sg)] for sg in _BOX_SIGNS])
+    else:
+        pts = np.array([[0.0, 0.0, hi[2]], [0.0, 0.0, lo[2]]])
+    return names, pts, edges
 
 
 def _keypoint_names(asset: Asset):
@@ -836,12 +842,7 @@ def _keypoint_names(asset: Asset):
     if asset.keypoints:
         names = tuple(n for n, _ in asset.keypoints)
         return names, tuple((names.index(a), names.index(b)) for a, b in asset.skeleton)
-    if asset.primitive in ("box",):
-        kp = builtin_keypoints(asset)
-        return kp[0], kp[2]
-    if asset.primitive in ("cylinder", "prism", "cone", "capsule"):
-        return (("tip", "base") if asset.primitive == "cone" else ("top", "bottom")), ((0, 1),)
-    return None
+    return _BUILTIN_KEYPOINTS.get(asset.primitive)
 
 
 @lru_cache(maxsize=None)

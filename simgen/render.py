@@ -316,6 +316,7 @@ class PyrenderRenderer:
         self._light_nodes: List[object] = []
         self._unshadowed: set = set()  # light nodes whose shadows are off
         self._normal_programs = None  # the normals pass's program cache (NORMALS_SHADERS), made on first use
+        self._colour_only = False  # a SEG pass whose depth is not needed (the normals pass): _read_seg skips it
         self.set_shadow_filter(shadow_filter)
 
     def set_shadow_filter(self, shadow_filter: str) -> None:
@@ -766,7 +767,7 @@ class PyrenderRenderer:
     def _read_seg(self, framebuffer: int, width: int, height: int, camera):
         """What a SEG pass drawn into the single-sample framebuffer gives, rows flipped to
         image order: the colours' 24 bits as (H,W) uint32 (an id, see encode_id, or in OR
-        mode a bit set) and metric depth (H,W) float32 (None in OR mode). Depth is
+        mode a bit set) and metric depth (H,W) float32 (None in OR mode and for the normals pass). Depth is
         linearised in float64: pyrender's float32 formula loses ~0.1 mm at 1 m."""
         from OpenGL import GL
 
@@ -774,7 +775,7 @@ class PyrenderRenderer:
         # the colour: RGBA as little-endian uint32, red = bits 0-7 (one pass, no per-channel decoding)
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
         bits = np.frombuffer(buf, dtype="<u4").reshape(height, width)[::-1] & np.uint32(0xFFFFFF)
-        if self._or_mode:
+        if self._or_mode or self._colour_only:
             return bits, None
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
         d = np.frombuffer(buf, dtype=np.float32).reshape(height, width)[::-1].astype(np.float64)
@@ -808,10 +809,12 @@ class PyrenderRenderer:
         if self._normal_programs is None:
             self._normal_programs = ShaderProgramCache(shader_dir=NORMALS_SHADERS)
         programs, inner._program_cache = inner._program_cache, self._normal_programs
+        self._colour_only = True  # (depth comes from the instance pass, of the same geometry)
         try:
             bits, _ = self._r.render(self._scene, flags=self._pr.RenderFlags.SEG, seg_node_map=seg_map)
         finally:
             inner._program_cache = programs
+            self._colour_only = False
         if bits.ndim == 3:  # pyrender's own read (RGB)
             return np.ascontiguousarray(bits[..., :3])
         h, w = bits.shape  # simgen's read: RGBA bytes as little-endian uint32, alpha masked off

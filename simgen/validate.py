@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 
@@ -151,11 +151,12 @@ def _validate(path: str, ds, max_problems: int, processes: int) -> List[str]:
                     bad(f"annotation {a['id']}: unknown category_id {a['category_id']}")
             yield img, anns
 
-    for found in _checked(path, records(), processes, _drops_filtered(path)):
+    config = _config(path)
+    for found in _checked(path, records(), processes, _drops_filtered(config)):
         for msg in found:
             bad(msg)
     problems[:0] = [f"duplicate {what} ids: {ids[:5]}" for what, ids in dups.items() if ids]
-    _check_exports(path, per_split, len(cats), bad, with_normals[0])
+    _check_exports(path, per_split, len(cats), bad, with_normals[0], _configured_formats(config))
     return problems[:max_problems]
 
 
@@ -171,15 +172,16 @@ def _config(path: str) -> dict:
         return {}
 
 
-def _configured_formats(path: str) -> List[str]:
-    fmts = _config(path).get("formats") or []
+def _configured_formats(config: dict) -> List[str]:
+    """The formats a dataset's config (:func:`_config`) asks for."""
+    fmts = config.get("formats") or []
     return [str(f) for f in fmts] if isinstance(fmts, list) else []
 
 
-def _drops_filtered(path: str) -> bool:
+def _drops_filtered(config: dict) -> bool:
     """True when the dataset was made with annotate.filtered=drop (its config.yaml says so):
     objects below the filters are then in the mask PNG without an annotation, by design."""
-    annotate = _config(path).get("annotate")
+    annotate = config.get("annotate")
     return isinstance(annotate, dict) and annotate.get("filtered") == "drop"
 
 
@@ -248,12 +250,10 @@ def _check_image(path: str, img: dict, anns: list, drop_ok: bool = False) -> Lis
         except OSError:
             bad(f"semantic/{os.path.basename(sem_path)}: missing or unreadable")
         else:
-            lut = np.full(int(inst.max(initial=0)) + 1, np.iinfo(sem.dtype).max if sem.dtype.kind == "u" else -1, np.int64)
-            lut[0] = 0
-            for a in anns:
-                if a["instance_id"] < lut.size:
-                    lut[a["instance_id"]] = a["category_id"]
-            if sem.shape != (H, W) or not (sem == lut[inst]).all():
+            from .writers.semantic import semantic_map
+
+            if (sem.shape != (H, W) or sem.dtype.kind != "u"
+                    or not (sem == semantic_map(inst, anns, np.int64, np.iinfo(sem.dtype).max)).all()):
                 bad(f"semantic/{os.path.basename(sem_path)}: differs from the mask PNG mapped through the annotations' "
                     f"categories (fix: simgen export {path} --to semantic)")
     pixels = np.bincount(inst.ravel())  # pixels of each id in the mask PNG
@@ -355,9 +355,10 @@ def _yolo_line_ok(v: List[str], n_classes: int, nkpt: int) -> bool:
     return bool((nums >= 0).all() and (nums <= 1).all())
 
 
-def _check_exports(path: str, per_split: Counter, n_classes: int, bad, with_normals: int = 0) -> None:
+def _check_exports(path: str, per_split: Counter, n_classes: int, bad, with_normals: int = 0,
+                   formats: Sequence[str] = ()) -> None:
     n_images = sum(per_split.values())
-    for fmt in _configured_formats(path):
+    for fmt in formats:
         from .writers import EXPORTERS
 
         if fmt in EXPORTERS and not os.path.isdir(os.path.join(path, EXPORTERS[fmt].folder)):

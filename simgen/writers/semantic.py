@@ -11,6 +11,7 @@ from __future__ import annotations
 import colorsys
 import json
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -19,6 +20,18 @@ from . import register
 from .common import Exporter, read_mask
 
 CLASSES_FILE = "semantic_classes.json"
+
+
+def semantic_map(inst: np.ndarray, anns: list, dtype, ignore: Optional[int] = None) -> np.ndarray:
+    """(H,W) ``dtype`` class ids of the (H,W) instance map ``inst``: each annotation's
+    ``instance_id`` -> its ``category_id``, 0 -> 0, any other id -> ``ignore`` (default: the
+    dtype's maximum)."""
+    lut = np.full(int(inst.max(initial=0)) + 1, np.iinfo(dtype).max if ignore is None else ignore, dtype)
+    lut[0] = 0
+    for a in anns:
+        if a["instance_id"] < lut.size:
+            lut[a["instance_id"]] = a["category_id"]
+    return lut[inst]
 
 
 def palette(n: int) -> np.ndarray:
@@ -43,15 +56,10 @@ class Semantic(Exporter):
     def image(self, img: dict, anns: list) -> None:
         from ..io import encode_png
 
-        inst = read_mask(self.dataset, img)
-        lut = np.full(int(inst.max(initial=0)) + 1, self.ignore, self.dtype)
-        lut[0] = 0
-        for a in anns:
-            if a["instance_id"] < lut.size:
-                lut[a["instance_id"]] = a["category_id"]
+        sem = semantic_map(read_mask(self.dataset, img), anns, self.dtype)
         name = os.path.splitext(img["file_name"])[0]
         with open(os.path.join(self.tmp, f"{name}.png"), "wb") as f:
-            f.write(encode_png(lut[inst], labels=True))
+            f.write(encode_png(sem, labels=True))
 
     def end(self) -> str:
         colours = palette(len(self.categories))
